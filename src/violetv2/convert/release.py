@@ -1,0 +1,147 @@
+"""Checkpoints of the public VIOLETv2 release (tsujuifu/pytorch_empirical-mvm) and of VIOLET v1
+(tsujuifu/pytorch_violet): plain ``torch.save(state_dict)`` files, DDP prefix stripped.
+
+The same key table serves both; what differs is detected from the keys: which heads exist (``fc`` = VTM,
+``fc_mtm`` = MLM, ``fc_mvm`` / ``decoder_*`` = MVM target) and the Video Swin size (Swin-B in v2, Swin-S
+without the ``enc_img.fc`` projection in v1). Frozen MVM teachers (``feature_model.*``, ``dpt.*``,
+``raft.*``, ``dalle.*``) are dropped: they are never part of our checkpoints.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..config import VioletConfig
+from ..models.violet import VioletModel
+from .keymap import ConversionError, KeyTable, convert_state_dict
+
+__all__ = ["RELEASE_TABLE", "ReleaseLayout", "detect_layout", "convert_release"]
+
+log = logging.getLogger(__name__)
+
+TEACHER_PREFIXES = ("feature_model.", "dpt.", "raft.", "dalle.")
+
+RELEASE_TABLE: KeyTable = [
+    # text: BERT embeddings only
+    ("enc_txt.emb_txt.position_ids", None),  # index buffer, recomputed
+    ("enc_txt.emb_txt.word_embeddings.weight", "backbone.text.word_embeddings.weight"),
+    ("enc_txt.emb_txt.position_embeddings.weight", "backbone.text.position_embeddings.weight"),
+    ("enc_txt.emb_txt.token_type_embeddings.weight", "backbone.text.token_type_embeddings.weight"),
+    ("enc_txt.emb_txt.LayerNorm.{*}", "backbone.text.norm.{*}"),
+    # cross-modal transformer (HF BertEncoder names)
+    ("trsfr.layer.{}.attention.self.query.{*}", "backbone.fusion.layers.{}.query.{*}"),
+    ("trsfr.layer.{}.attention.self.key.{*}", "backbone.fusion.layers.{}.key.{*}"),
+    ("trsfr.layer.{}.attention.self.value.{*}", "backbone.fusion.layers.{}.value.{*}"),
+    ("trsfr.layer.{}.attention.output.dense.{*}", "backbone.fusion.layers.{}.attn_out.{*}"),
+    ("trsfr.layer.{}.attention.output.LayerNorm.{*}", "backbone.fusion.layers.{}.attn_norm.{*}"),
+    ("trsfr.layer.{}.intermediate.dense.{*}", "backbone.fusion.layers.{}.ffn_in.{*}"),
+    ("trsfr.layer.{}.output.dense.{*}", "backbone.fusion.layers.{}.ffn_out.{*}"),
+    ("trsfr.layer.{}.output.LayerNorm.{*}", "backbone.fusion.layers.{}.ffn_norm.{*}"),
+    # video tokens
+    ("enc_img.emb_cls", "backbone.video.cls_token"),
+    ("enc_img.emb_pos", "backbone.video.spatial_pos"),
+    ("enc_img.emb_len", "backbone.video.temporal_pos"),
+    ("enc_img.emb_odr", None),  # frame-order embedding, unused by the published forward
+    ("enc_img.swin.layers.{}.blocks.{}.attn.relative_position_index", None),  # index buffer, recomputed
+    ("enc_img.swin.{*}", "backbone.video.swin.{*}"),
+    ("enc_img.fc.{*}", "backbone.video.fc.{*}"),
+    ("enc_img.norm.{*}", "backbone.video.norm.{*}"),
+    # heads
+    ("fc.1.{*}", "vtm_head.fc1.{*}"),
+    ("fc.3.{*}", "vtm_head.fc2.{*}"),
+    ("fc_mtm.predictions.bias", None),  # the same tied Parameter as decoder.bias (checked equal)
+    ("fc_mtm.predictions.transform.dense.{*}", "mlm_head.dense.{*}"),
+    ("fc_mtm.predictions.transform.LayerNorm.{*}", "mlm_head.norm.{*}"),
+    ("fc_mtm.predictions.decoder.{*}", "mlm_head.decoder.{*}"),
+    ("emb_task", None),  # task-prompt rows of downstream models (release option `enable_task_token`)
+    ("decoder_pixel.0.{*}", "mvm_heads.pixel.conv.{*}"),
+    ("decoder_hog.0.{*}", "mvm_heads.hog_release.conv.{*}"),
+    ("decoder_depth.0.{*}", "mvm_heads.depth.conv.{*}"),
+    ("decoder_flow.0.{*}", "mvm_heads.flow.conv.{*}"),
+    ("decoder_vq.0.{*}", "mvm_heads.vq.decoder.conv.{*}"),
+    ("fc_mvm.1.{*}", "mvm_heads.{mvm}.fc1.{*}"),
+    ("fc_mvm.3.{*}", "mvm_heads.{mvm}.fc2.{*}"),
+    # frozen teachers: never part of our checkpoints
+    *[(p + "{*}", None) for p in TEACHER_PREFIXES],
+]
+
+
+@dataclass
+class ReleaseLayout:
+    """What a release checkpoint contains."""
+
+    preset: str
+    vtm: bool
+    mlm: bool
+    mvm: tuple[str, ...]
+    has_task_embedding: bool
+
+
+def _fc_mvm_kind(sd: Mapping[str, Tensor]) -> str | None:
+    if "fc_mvm.3.weight" not in sd:
+        return None
+    if "decoder_vq.0.weight" in sd:
+        return "vq"
+    out = sd["fc_mvm.3.weight"].shape[0]
+    if out == 8192:
+        return "vq_patch"  # VIOLET v1: one DALL-E code per 32x32 patch
+    if any(k.startswith("feature_model.patch_embed.") for k in sd):
+        return "vidswin"  # a Video Swin teacher
+    return "sif"  # 2-D Swin teacher (or none kept): the VIOLETv2 default
+
+
+def detect_layout(sd: Mapping[str, Tensor]) -> ReleaseLayout:
+    """Infer the preset and heads of a release state dict from its keys and shapes."""
+    key = "enc_img.swin.patch_embed.proj.weight"
+    if key not in sd:
+        raise ConversionError(f"not a VIOLET release checkpoint: no {key!r} (first keys: {list(sd)[:5]})")
+    embed = sd[key].shape[0]
+    presets = {128: "violetv2-base", 96: "violet-v1-base"}
+    if embed not in presets:
+        raise ConversionError(f"unsupported Video Swin width {embed} in {key!r} (known: 128 = B, 96 = S)")
+    mvm = [k for k in ("pixel", "depth", "flow") if f"decoder_{k}.0.weight" in sd]
+    if "decoder_hog.0.weight" in sd:
+        mvm.append("hog_release")
+    if kind := _fc_mvm_kind(sd):
+        mvm.append(kind)
+    return ReleaseLayout(
+        preset=presets[embed],
+        vtm="fc.1.weight" in sd,
+        mlm="fc_mtm.predictions.decoder.weight" in sd,
+        mvm=tuple(mvm),
+        has_task_embedding="emb_task" in sd,
+    )
+
+
+def convert_release(
+    sd: Mapping[str, Tensor], *, source_name: str = "checkpoint", config: VioletConfig | None = None
+) -> tuple[VioletModel, ReleaseLayout]:
+    """Build the matching :class:`VioletModel` and load a release / v1 state dict into it (strictly)."""
+    layout = detect_layout(sd)
+    if "enc_img.fc.weight" not in sd and layout.preset == "violetv2-base":
+        raise ConversionError(f"{source_name}: Video Swin-B checkpoint without 'enc_img.fc.*' projection")
+    cfg = config or VioletConfig.from_name(layout.preset)
+    _check_tied_bias(sd, source_name)
+    if layout.has_task_embedding:
+        log.warning("%s: dropping 'emb_task' (task-prompt embeddings are not used by violetv2)", source_name)
+    with torch.device("meta"):
+        model = VioletModel(cfg, vtm=layout.vtm, mlm=layout.mlm, mvm=layout.mvm)
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    fc_mvm = _fc_mvm_kind(sd) or "sif"
+    table = [(s, t.replace("{mvm}", fc_mvm) if t else t) for s, t in RELEASE_TABLE]
+    conversion = convert_state_dict(sd, table, shapes, source_name=source_name)
+    model = model.to_empty(device="cpu")
+    model.load_state_dict(conversion.state_dict, strict=True)
+    return model.eval(), layout
+
+
+def _check_tied_bias(sd: Mapping[str, Tensor], source_name: str) -> None:
+    a, b = sd.get("fc_mtm.predictions.bias"), sd.get("fc_mtm.predictions.decoder.bias")
+    if a is not None and b is not None and not torch.equal(a, b):
+        # In the release both names are one tied Parameter; when loaded, decoder.bias (later key) wins.
+        log.warning("%s: fc_mtm.predictions.bias differs from decoder.bias; using decoder.bias", source_name)
