@@ -122,7 +122,9 @@ class VioletConfig:
         if self.swin_temporal_stride > self.swin_patch[0]:
             p.append("swin_temporal_stride larger than the temporal patch kernel would skip frames")
         if not 1 <= self.num_frames <= self.max_frames:
-            p.append(f"num_frames={self.num_frames} must be in 1..max_frames={self.max_frames} (temporal table)")
+            p.append(
+                f"num_frames={self.num_frames} must be in 1..max_frames={self.max_frames} (temporal table)"
+            )
         grid = self.image_size // stride if stride else 0
         if self.spatial_pos == "flat" and grid * grid > self.max_grid**2:
             p.append(
@@ -136,7 +138,9 @@ class VioletConfig:
                 p.append(f"Video Swin stage {i}: {d} channels not divisible by {h} heads")
         out_dim = self.swin_embed_dim * 2 ** (n_stages - 1)
         if not self.video_projection and out_dim != self.hidden_size:
-            p.append(f"video_projection=False needs Video Swin output ({out_dim}) == hidden_size ({self.hidden_size})")
+            p.append(
+                f"video_projection=False needs Video Swin output ({out_dim}) == hidden_size ({self.hidden_size})"
+            )
         if self.hidden_size % self.num_heads:
             p.append(f"hidden_size={self.hidden_size} not divisible by num_heads={self.num_heads}")
         if not 0.0 <= self.swin_drop_path < 1.0 or not 0.0 <= self.dropout < 1.0:

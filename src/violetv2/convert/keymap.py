@@ -17,7 +17,14 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["KeyTable", "ConversionError", "convert_state_dict", "load_state_dict_file", "Conversion"]
+__all__ = [
+    "Conversion",
+    "ConversionError",
+    "KeyTable",
+    "convert_state_dict",
+    "export_state_dict",
+    "load_state_dict_file",
+]
 
 KeyTable = list[tuple[str, str | None]]
 
@@ -112,6 +119,21 @@ def convert_state_dict(
     if problems:
         raise ConversionError(f"cannot convert {source_name}:\n  " + "\n  ".join(problems))
     return Conversion(out, dropped)
+
+
+def export_state_dict(ours: Mapping[str, Tensor], table: KeyTable) -> dict[str, Tensor]:
+    """Apply a key table backwards (our names -> source names); every key must have a rule."""
+    rules = [(_compile(t), s) for s, t in table if t is not None]
+    out, unmatched = {}, []
+    for key, value in ours.items():
+        rule = next(((rx.match(key), s) for rx, s in rules if rx.match(key)), None)
+        if rule is None:
+            unmatched.append(key)
+            continue
+        out[_fill(rule[1], rule[0].groups())] = value
+    if unmatched:
+        raise ConversionError(f"no export rule for: {_limit(unmatched)}")
+    return out
 
 
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, Tensor]:

@@ -17,10 +17,18 @@ import torch
 from torch import Tensor
 
 from ..config import VioletConfig
+from ..models.video_swin import WindowAttention3D, relative_position_index
 from ..models.violet import VioletModel
-from .keymap import ConversionError, KeyTable, convert_state_dict
+from .keymap import Conversion, ConversionError, KeyTable, convert_state_dict, export_state_dict
 
-__all__ = ["RELEASE_TABLE", "ReleaseLayout", "detect_layout", "convert_release"]
+__all__ = [
+    "RELEASE_TABLE",
+    "ReleaseLayout",
+    "convert_release",
+    "detect_layout",
+    "export_release",
+    "release_conversion",
+]
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +81,7 @@ RELEASE_TABLE: KeyTable = [
 
 @dataclass
 class ReleaseLayout:
-    """What a release checkpoint contains."""
+    """What a release checkpoint contains (``preset`` is empty when no preset has its Video Swin width)."""
 
     preset: str
     vtm: bool
@@ -102,15 +110,13 @@ def detect_layout(sd: Mapping[str, Tensor]) -> ReleaseLayout:
         raise ConversionError(f"not a VIOLET release checkpoint: no {key!r} (first keys: {list(sd)[:5]})")
     embed = sd[key].shape[0]
     presets = {128: "violetv2-base", 96: "violet-v1-base"}
-    if embed not in presets:
-        raise ConversionError(f"unsupported Video Swin width {embed} in {key!r} (known: 128 = B, 96 = S)")
     mvm = [k for k in ("pixel", "depth", "flow") if f"decoder_{k}.0.weight" in sd]
     if "decoder_hog.0.weight" in sd:
         mvm.append("hog_release")
     if kind := _fc_mvm_kind(sd):
         mvm.append(kind)
     return ReleaseLayout(
-        preset=presets[embed],
+        preset=presets.get(embed, ""),
         vtm="fc.1.weight" in sd,
         mlm="fc_mtm.predictions.decoder.weight" in sd,
         mvm=tuple(mvm),
@@ -118,26 +124,56 @@ def detect_layout(sd: Mapping[str, Tensor]) -> ReleaseLayout:
     )
 
 
-def convert_release(
+def release_conversion(
     sd: Mapping[str, Tensor], *, source_name: str = "checkpoint", config: VioletConfig | None = None
-) -> tuple[VioletModel, ReleaseLayout]:
-    """Build the matching :class:`VioletModel` and load a release / v1 state dict into it (strictly)."""
+) -> tuple[Conversion, ReleaseLayout, VioletModel]:
+    """Apply the key table without loading: the converted tensors, the layout and the model on ``meta``.
+
+    Works on ``meta`` tensors, so the full-size key map can be checked without allocating weights.
+    """
     layout = detect_layout(sd)
-    if "enc_img.fc.weight" not in sd and layout.preset == "violetv2-base":
-        raise ConversionError(f"{source_name}: Video Swin-B checkpoint without 'enc_img.fc.*' projection")
+    if config is None and not layout.preset:
+        width = sd["enc_img.swin.patch_embed.proj.weight"].shape[0]
+        raise ConversionError(
+            f"{source_name}: Video Swin width {width} matches no preset (128 = violetv2-base, 96 = "
+            "violet-v1-base); pass config=VioletConfig(...)"
+        )
     cfg = config or VioletConfig.from_name(layout.preset)
     _check_tied_bias(sd, source_name)
-    if layout.has_task_embedding:
-        log.warning("%s: dropping 'emb_task' (task-prompt embeddings are not used by violetv2)", source_name)
     with torch.device("meta"):
         model = VioletModel(cfg, vtm=layout.vtm, mlm=layout.mlm, mvm=layout.mvm)
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     fc_mvm = _fc_mvm_kind(sd) or "sif"
     table = [(s, t.replace("{mvm}", fc_mvm) if t else t) for s, t in RELEASE_TABLE]
-    conversion = convert_state_dict(sd, table, shapes, source_name=source_name)
+    return convert_state_dict(sd, table, shapes, source_name=source_name), layout, model
+
+
+def convert_release(
+    sd: Mapping[str, Tensor], *, source_name: str = "checkpoint", config: VioletConfig | None = None
+) -> tuple[VioletModel, ReleaseLayout]:
+    """Build the matching :class:`VioletModel` and load a release / v1 state dict into it (strictly)."""
+    conversion, layout, model = release_conversion(sd, source_name=source_name, config=config)
+    if layout.has_task_embedding:
+        log.warning("%s: dropping 'emb_task' (task-prompt embeddings are not used by violetv2)", source_name)
     model = model.to_empty(device="cpu")
     model.load_state_dict(conversion.state_dict, strict=True)
     return model.eval(), layout
+
+
+def export_release(model: VioletModel) -> dict[str, Tensor]:
+    """The inverse mapping: ``model``'s weights under the release's key names (buffers recomputed, the tied
+    MLM bias written under both names), e.g. to run the original code on weights trained here."""
+    fc_mvm = next((k for k in model.mvm_heads if k in ("sif", "vidswin", "vq_patch", "vq")), "sif")
+    table = [(s, t.replace("{mvm}", fc_mvm)) for s, t in RELEASE_TABLE if t is not None]
+    out = export_state_dict(model.state_dict(), table)
+    if "mlm_head.decoder.bias" in model.state_dict():
+        out["fc_mtm.predictions.bias"] = out["fc_mtm.predictions.decoder.bias"]
+    out["enc_txt.emb_txt.position_ids"] = torch.arange(model.cfg.max_text_positions)[None]
+    for name, module in model.backbone.video.swin.named_modules():
+        if isinstance(module, WindowAttention3D):
+            index = relative_position_index(module.window, module.window)
+            out[f"enc_img.swin.{name}.relative_position_index"] = index.clone()
+    return out
 
 
 def _check_tied_bias(sd: Mapping[str, Tensor], source_name: str) -> None:

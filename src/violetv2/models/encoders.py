@@ -94,7 +94,9 @@ class TextEmbeddings(nn.Module):
     def forward(self, ids: Tensor) -> Tensor:  # [b, l] -> [b, l, d]
         length = ids.shape[1]
         if length > self.position_embeddings.num_embeddings:
-            raise ValueError(f"text length {length} exceeds {self.position_embeddings.num_embeddings} positions")
+            raise ValueError(
+                f"text length {length} exceeds {self.position_embeddings.num_embeddings} positions"
+            )
         pos = torch.arange(length, device=ids.device)
         x = self.word_embeddings(ids) + self.position_embeddings(pos) + self.token_type_embeddings.weight[0]
         return self.dropout(self.norm(x))

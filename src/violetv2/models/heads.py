@@ -11,7 +11,6 @@ MVM heads take video *patch* tokens laid out ``[b, t, h*w, d]`` (frame [CLS] tok
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
@@ -111,7 +110,6 @@ def init_weights(module: nn.Module, std: float = 0.02) -> None:
     elif isinstance(module, nn.LayerNorm):
         nn.init.ones_(module.weight)
         nn.init.zeros_(module.bias)
-
 
 
 def build_mvm_head(kind: str, hidden_size: int, stride: int = 32, feature_dim: int = 1024) -> nn.Module:

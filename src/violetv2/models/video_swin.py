@@ -130,7 +130,14 @@ class SwinBlock3D(nn.Module):
     """Pre-norm block: (shifted) window attention + MLP, each with a residual and stochastic depth."""
 
     def __init__(
-        self, dim: int, heads: int, window: Size3, shift: Size3, mlp_ratio: float, drop_path: float, eps: float
+        self,
+        dim: int,
+        heads: int,
+        window: Size3,
+        shift: Size3,
+        mlp_ratio: float,
+        drop_path: float,
+        eps: float,
     ) -> None:
         super().__init__()
         self.window, self.shift = window, shift

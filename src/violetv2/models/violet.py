@@ -128,7 +128,13 @@ class VioletBackbone(nn.Module):
         tokens = self.encode_video(video)
         frames = tokens.shape[1] // (1 + grid[0] * grid[1])
         return self.fuse(
-            tokens, text_ids, text_mask, frames=frames, grid=grid, mode=mode, return_attention=return_attention
+            tokens,
+            text_ids,
+            text_mask,
+            frames=frames,
+            grid=grid,
+            mode=mode,
+            return_attention=return_attention,
         )
 
 

@@ -1,0 +1,71 @@
+"""The ``violet`` command: a LightningCLI (fit / validate / test / predict) plus data and checkpoint tools.
+
+    violet fit --config configs/pretrain/violetv2_base.yaml [--config configs/mvm/hog.yaml ...]
+    violet fit --config configs/quickstart.yaml --print_config
+    violet convert release.pth out.ckpt       # foreign checkpoint -> violetv2 checkpoint
+    violet synth data/synthetic               # generate the synthetic benchmark
+    violet shard --help                       # pack samples into webdataset shards
+
+``--config`` files stack (the last one wins); ``--model`` and ``--data`` take any subclass of
+:class:`~violetv2.VioletModule` / ``LightningDataModule`` (``class_path`` + ``init_args``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.cli import LightningCLI
+
+from .tasks.base import VioletModule
+
+__all__ = ["VioletCLI", "main"]
+
+TOOLS = {
+    "convert": ("violetv2.convert.__main__", "foreign checkpoint -> violetv2 checkpoint"),
+    "synth": ("violetv2.data.synthetic", "generate the synthetic video benchmark"),
+    "shard": ("violetv2.data.shards", "pack annotation records + videos into streaming shards"),
+}
+
+
+class VioletCLI(LightningCLI):
+    """LightningCLI with violetv2 defaults: subclass mode for model and data, configs saved next to logs."""
+
+    def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
+        super().__init__(
+            VioletModule,
+            LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            save_config_kwargs={"overwrite": True},
+            args=args,
+            run=run,
+            auto_configure_optimizers=False,
+        )
+
+
+def _tool_help() -> str:
+    lines = ["", "violetv2 tools (each has its own --help):"]
+    lines += [f"  violet {name:<8} {desc}" for name, (_, desc) in TOOLS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int | None:
+    """Entry point of the ``violet`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in TOOLS:
+        module = importlib.import_module(TOOLS[argv[0]][0])
+        return module.main(argv[1:])
+    if argv in ([], ["-h"], ["--help"]):
+        try:
+            VioletCLI(args=argv or ["--help"], run=True)
+        except SystemExit:
+            print(_tool_help())
+            raise
+    VioletCLI(args=argv)
+    return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
