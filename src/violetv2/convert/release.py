@@ -178,6 +178,6 @@ def export_release(model: VioletModel) -> dict[str, Tensor]:
 
 def _check_tied_bias(sd: Mapping[str, Tensor], source_name: str) -> None:
     a, b = sd.get("fc_mtm.predictions.bias"), sd.get("fc_mtm.predictions.decoder.bias")
-    if a is not None and b is not None and not torch.equal(a, b):
+    if a is not None and b is not None and not a.is_meta and not torch.equal(a, b):
         # In the release both names are one tied Parameter; when loaded, decoder.bias (later key) wins.
         log.warning("%s: fc_mtm.predictions.bias differs from decoder.bias; using decoder.bias", source_name)

@@ -50,16 +50,24 @@ def video_swin_architecture(sd: Mapping[str, Tensor], prefix: str = "backbone.")
         heads.append(sd[f"{prefix}layers.{stage}.blocks.0.attn.relative_position_bias_table"].shape[1])
         stage += 1
     rows = sd[f"{prefix}layers.0.blocks.0.attn.relative_position_bias_table"].shape[0]
-    window_t = (rows // 169 + 1) // 2  # (2wt - 1) * 13 * 13 rows for a 7x7 spatial window
-    if (2 * window_t - 1) * 169 != rows:
-        raise ConversionError(f"relative position table with {rows} rows is not a (t, 7, 7) window")
+    window = _window_from_table(rows)
     return {
         "embed_dim": sd[key].shape[0],
         "depths": tuple(depths),
         "heads": tuple(heads),
-        "window": (window_t, 7, 7),
+        "window": window,
         "patch": (2, 4, 4),
     }
+
+
+def _window_from_table(rows: int) -> tuple[int, int, int]:
+    """The (t, s, s) window whose bias table has ``(2t-1)(2s-1)^2`` rows, preferring s = 7 (all official
+    Video Swin models use a 7x7 spatial window)."""
+    for s in (7, 6, 5, 4, 3, 2, *range(8, 17), 1):
+        q, r = divmod(rows, (2 * s - 1) ** 2)
+        if r == 0 and q % 2 == 1:
+            return ((q + 1) // 2, s, s)
+    raise ConversionError(f"relative position table with {rows} rows matches no (t, s, s) window")
 
 
 def convert_video_swin(

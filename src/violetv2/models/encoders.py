@@ -49,7 +49,10 @@ class VideoEncoder(nn.Module):
         return self.swin(rearrange(video, "b t c h w -> b c t h w"))
 
     def forward(self, video: Tensor) -> Tensor:
-        feats = self.features(video)
+        return self.tokens(self.features(video))
+
+    def tokens(self, feats: Tensor) -> Tensor:
+        """Video tokens ``[b, t * (1 + gh*gw), d]`` from Video Swin features ``[b, C, t, gh, gw]``."""
         b, _, t, gh, gw = feats.shape
         if t > self.cfg.max_frames:
             raise ValueError(f"{t} feature frames exceed the temporal table ({self.cfg.max_frames} rows)")
