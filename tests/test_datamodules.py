@@ -1,0 +1,206 @@
+"""DataModules on a tiny synthetic benchmark: batch shapes per task family, per-source mixing, exact resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from violetv2.data.batch import VideoTextBatch
+from violetv2.data.datamodules import (
+    CaptioningDataModule,
+    MixedLoader,
+    MultipleChoiceDataModule,
+    PretrainDataModule,
+    QADataModule,
+    ResumableSampler,
+    RetrievalDataModule,
+    Source,
+)
+from violetv2.data.readers import read_annotations
+from violetv2.data.shards import write_shards
+from violetv2.data.synthetic import generate
+
+CLIPS = 8  # train clips; the generator adds max(4, 8 // 8) = 4 test clips
+COMMON = {"batch_size": 2, "num_workers": 0, "pin_memory": False, "num_frames": 3, "image_size": 32}
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("synthetic")
+    generate(path, num_train=CLIPS, num_test=4, workers=0)
+    return path
+
+
+@pytest.fixture(scope="module")
+def images(root: Path) -> Source:
+    """Six JPEG images with a CC3M-layout caption file."""
+    folder = root / "cc3m"
+    folder.mkdir(exist_ok=True)
+    lines = []
+    for i in range(6):
+        with av.open(str(folder / f"{i:08d}.jpg"), "w", format="mjpeg") as out:
+            stream = out.add_stream("mjpeg", rate=1)
+            stream.width, stream.height, stream.pix_fmt = 40, 36, "yuvj420p"
+            pixels = np.full((36, 40, 3), 30 * i, np.uint8)
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
+            out.mux(stream.encode())
+        lines.append(f"a picture number {i}\thttp://example.com/{i}.jpg")
+    (folder / "train.tsv").write_text("\n".join(lines) + "\n")
+    return Source("cc3m_tsv", str(folder / "train.tsv"), str(folder))
+
+
+def module(cls: type, root: Path, **kw):
+    dm = cls(synthetic=True, synthetic_root=str(root), synthetic_clips=CLIPS, **{**COMMON, **kw})
+    dm.prepare_data()
+    dm.setup("fit")
+    return dm
+
+
+def first(loader) -> VideoTextBatch:
+    return next(iter(loader))
+
+
+def check_common(batch: VideoTextBatch, length: int, frames: int = 3) -> None:
+    assert isinstance(batch, VideoTextBatch)
+    assert batch.video.shape == (2, frames, 3, 32, 32) and batch.video.dtype == torch.float32
+    assert batch.text_ids.shape == batch.text_mask.shape == (2, length)
+    assert len(batch.sample_ids) == 2
+
+
+def test_pretrain_family(root: Path) -> None:
+    dm = module(PretrainDataModule, root)
+    batch = first(dm.train_dataloader())
+    check_common(batch, 32)
+    assert not batch.is_image.any()
+    assert len(dm.train_dataloader()) == CLIPS // 2
+    check_common(first(dm.val_dataloader()[0]), 32)
+
+
+def test_retrieval_family(root: Path) -> None:
+    dm = module(RetrievalDataModule, root)
+    check_common(first(dm.train_dataloader()), 25)
+    check_common(first(dm.test_dataloader()[0]), 25)
+
+
+def test_multiple_choice_family(root: Path) -> None:
+    dm = module(MultipleChoiceDataModule, root)
+    batch = first(dm.train_dataloader())
+    check_common(batch, 25)
+    assert batch.option_ids.shape == (2, 5, 25) and batch.label.shape == (2,)
+    assert ((batch.label >= 0) & (batch.label < 5)).all()
+
+
+def test_qa_family(root: Path) -> None:
+    dm = module(QADataModule, root)
+    batch = first(dm.val_dataloader()[0])
+    check_common(batch, 25)
+    assert batch.answer_ids.shape == (2, 25)
+    assert ((batch.answer_ids != -100).sum(1) == 1).all()  # exactly the [MASK] is predicted
+    assert all(isinstance(a, str) and a for a in batch.answers)
+
+
+def test_captioning_family(root: Path) -> None:
+    dm = module(CaptioningDataModule, root)
+    check_common(first(dm.train_dataloader()), 25)
+    batch = first(dm.test_dataloader()[0])
+    assert all(isinstance(refs, list) and refs for refs in batch.answers)
+
+
+def test_pretrain_mixes_images_and_videos_per_batch(root: Path, images: Source) -> None:
+    videos = Source(
+        "webvid_csv",
+        str(root / "webvid/results_train.csv"),
+        str(root / "videos"),
+        options={"video_layout": "flat"},
+    )
+    dm = PretrainDataModule(train=[videos, images], tokenizer=str(root / "tokenizer"), **COMMON)
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    batches = list(loader)
+    kinds = [b.video.shape[1] for b in batches]
+    assert len(batches) == len(loader) == CLIPS // 2 + 3
+    assert kinds.count(1) == 3 and kinds.count(3) == CLIPS // 2  # image batches are t = 1, never mixed
+    assert all(b.is_image.all() == (b.video.shape[1] == 1) for b in batches)
+    assert kinds[:2] != [1, 1] and kinds[-2:] != [1, 1]  # image batches spread over the epoch
+
+
+def test_resumable_sampler_splits_ranks_and_starts_mid_way() -> None:
+    shares = [list(ResumableSampler(10, shuffle=True, seed=1, rank=r, world_size=3)) for r in range(3)]
+    assert all(len(s) == 4 for s in shares) and set(sum(shares, [])) == set(range(10))
+    sampler = ResumableSampler(10, shuffle=True, seed=1)
+    full = list(sampler)
+    sampler.start = 4
+    assert list(sampler) == full[4:]
+    sampler.set_epoch(1)
+    sampler.start = 0
+    assert sorted(sampler) == list(range(10)) and list(sampler) != full
+
+
+def _mixed_module(root: Path, images: Source, shards: Path) -> PretrainDataModule:
+    dm = PretrainDataModule(
+        train=[Source(shards=str(shards)), images], tokenizer=str(root / "tokenizer"), **COMMON
+    )
+    dm.setup("fit")
+    return dm
+
+
+@pytest.fixture(scope="module")
+def shards(root: Path) -> Path:
+    records = read_annotations("webvid_csv", root / "webvid/results_train.csv", video_layout="flat")
+    write_shards(records, root / "videos", root / "shards", samples_per_shard=3, mode="jpeg", num_frames=3)
+    return root / "shards"
+
+
+def test_mixed_loader_resumes_exactly(root: Path, images: Source, shards: Path) -> None:
+    full_loader = _mixed_module(root, images, shards).train_dataloader()
+    full_loader.set_epoch(1)
+    full = [b.sample_ids for b in full_loader]
+    for k in (2, 5):
+        loader = _mixed_module(root, images, shards).train_dataloader()
+        loader.set_epoch(1)
+        it = iter(loader)
+        head = [next(it).sample_ids for _ in range(k)]
+        state = loader.state_dict()
+        fresh: MixedLoader = _mixed_module(root, images, shards).train_dataloader()
+        fresh.load_state_dict(state)
+        assert head + [b.sample_ids for b in fresh] == full
+
+
+def test_lightning_checkpoint_resume_mid_epoch(
+    root: Path, images: Source, shards: Path, tmp_path: Path
+) -> None:
+    """Lightning saves the train loader's position in the checkpoint and resumes on the next sample."""
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    class Recorder(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(1))
+            self.seen: list[list[str]] = []
+
+        def training_step(self, batch: VideoTextBatch, batch_idx: int) -> torch.Tensor:
+            self.seen.append(list(batch.sample_ids))
+            return (self.weight * batch.video.mean()).sum()
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def fit(ckpt: str | None = None) -> Recorder:
+        model = Recorder()
+        every = ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=9, save_top_k=-1, filename="{step}")
+        trainer = L.Trainer(
+            max_epochs=2, accelerator="cpu", logger=False, enable_progress_bar=False, callbacks=[every],
+            enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=tmp_path,
+        )  # fmt: skip
+        trainer.fit(model, datamodule=_mixed_module(root, images, shards), ckpt_path=ckpt)
+        return model
+
+    reference = fit()  # 2 epochs of 7 batches; checkpoint after step 9, in the middle of epoch 1
+    tail = fit(ckpt=str(tmp_path / "step=9.ckpt"))
+    assert len(reference.seen) == 14 and len(tail.seen) == 5
+    assert tail.seen == reference.seen[9:]
