@@ -53,17 +53,19 @@ def _tool_help() -> str:
 
 def main(argv: list[str] | None = None) -> int | None:
     """Entry point of the ``violet`` console script."""
+    from_sys = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in TOOLS:
         module = importlib.import_module(TOOLS[argv[0]][0])
-        return module.main(argv[1:])
+        result = module.main(argv[1:])
+        return result if isinstance(result, int) else 0
     if argv in ([], ["-h"], ["--help"]):
         try:
             VioletCLI(args=argv or ["--help"], run=True)
         except SystemExit:
             print(_tool_help())
             raise
-    VioletCLI(args=argv)
+    VioletCLI(args=None if from_sys else argv)
     return None
 
 

@@ -50,6 +50,7 @@ class VioletConfig:
         dropout: Dropout in the text embeddings, fusion transformer and heads.
         attention_dropout: Dropout on fusion attention probabilities.
         layer_norm_eps: LayerNorm epsilon of the text embeddings, fusion transformer and MLM head.
+        initializer_range: Standard deviation of the random init of Linear / Embedding weights (BERT: 0.02).
         mvm_feature_dim: Output width of the feature-regression MVM head (SIF / VidSwin targets).
         video_projection: Project Video Swin features to ``hidden_size`` with a Linear (VIOLETv2). VIOLET v1 has
             none: its Video Swin-S already outputs ``hidden_size`` = 768 channels.
@@ -81,6 +82,7 @@ class VioletConfig:
     dropout: float = 0.1
     attention_dropout: float = 0.1
     layer_norm_eps: float = 1e-12
+    initializer_range: float = 0.02
     mvm_feature_dim: int = 1024
     video_projection: bool = True
     gradient_checkpointing: bool = False

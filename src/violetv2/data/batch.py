@@ -34,7 +34,10 @@ class VideoTextBatch:
         label: ``[b]`` long: index of the correct option (multiple choice) or answer class (QA classifier).
         answer_ids: ``[b, l]`` long MLM targets aligned with ``text_ids`` (-100 where nothing is predicted),
             for open-ended QA / fill-in-the-blank answered with the MLM head, and for captioning.
-        answers: The answer strings (evaluation of open-ended QA and captioning references).
+        answers: The answer strings (open-ended QA), or the list of reference captions per sample (captioning).
+        skipped: Unreadable samples replaced while building this batch (logged as ``data/skipped``).
+        num_clips: Clips per video; with ``n > 1`` (multi-clip testing) every row is repeated per clip as
+            ``(b n)`` rows and a task averages its scores with ``rearrange(s, "(b n) ... -> b n ...", n=n).mean(1)``.
     """
 
     video: Tensor
@@ -47,7 +50,9 @@ class VideoTextBatch:
     option_mask: Tensor | None = None
     label: Tensor | None = None
     answer_ids: Tensor | None = None
-    answers: list[str] | None = None
+    answers: list[str] | list[list[str]] | None = None
+    skipped: int = 0
+    num_clips: int = 1
 
     def __post_init__(self) -> None:
         if self.video.dim() != 5:

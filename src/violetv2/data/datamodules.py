@@ -1,5 +1,5 @@
 """LightningDataModules for pre-training and every downstream task family, all yielding
-:class:`~violetv2.data.batch.VideoTextBatch` (as :class:`~violetv2.data.dataset.CollatedBatch`).
+:class:`~violetv2.data.batch.VideoTextBatch` .
 
 A split is one or more :class:`Source` objects: an annotation file read by a registered reader plus the folder
 its videos live in, or a shard directory written by ``violet shard``. Every module can instead generate and use
@@ -29,7 +29,8 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Sampler
 from transformers import PreTrainedTokenizerBase
 
-from violetv2.data.dataset import CollatedBatch, VideoTextDataset, collate
+from violetv2.data.batch import VideoTextBatch
+from violetv2.data.dataset import VideoTextDataset, collate
 from violetv2.data.records import Record
 from violetv2.data.shards import ShardedVideoTextDataset, ShardLoader
 from violetv2.data.text import load_tokenizer
@@ -170,7 +171,7 @@ class MixedLoader:
             if isinstance(loader, ShardLoader) and child is not None:
                 loader.load_state_dict(child)
 
-    def __iter__(self) -> Iterator[CollatedBatch]:
+    def __iter__(self) -> Iterator[VideoTextBatch]:
         if not self._resume:
             self.taken = [0] * len(self.loaders)
         self._resume = False

@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +38,7 @@ from violetv2.data.text import fill_blank, tokenize, tokenize_around_mask
 from violetv2.data.transforms import EvalTransform, TrainTransform
 from violetv2.data.video import VideoDecodeError, read_clips
 
-__all__ = ["DEFAULT_EXTENSIONS", "CollatedBatch", "VideoTextDataset", "collate", "resolve_video"]
+__all__ = ["DEFAULT_EXTENSIONS", "VideoTextDataset", "collate", "resolve_video"]
 
 log = logging.getLogger(__name__)
 
@@ -253,20 +252,6 @@ class VideoTextDataset(Dataset):
         return fields
 
 
-@dataclass
-class CollatedBatch(VideoTextBatch):
-    """:class:`VideoTextBatch` plus data-loading statistics (kept through ``.to()`` / ``.pin_memory()``).
-
-    Attributes:
-        skipped: Unreadable samples replaced while building this batch (log as ``data/skipped``).
-        num_clips: Clips per video; with ``n > 1`` every row is repeated per clip as ``(b n)`` rows, and a task
-            averages its scores with ``rearrange(scores, "(b n) ... -> b n ...", n=n).mean(1)``.
-    """
-
-    skipped: int = 0
-    num_clips: int = 1
-
-
 def _stack_options(samples: list[dict[str, Any]]) -> tuple[Tensor, Tensor]:
     """``[b, o, l]`` options; rows with fewer options are padded with all-padding options (mask 0)."""
     most = max(s["option_ids"].shape[0] for s in samples)
@@ -278,7 +263,7 @@ def _stack_options(samples: list[dict[str, Any]]) -> tuple[Tensor, Tensor]:
     return ids, mask
 
 
-def collate(samples: list[dict[str, Any]]) -> CollatedBatch:
+def collate(samples: list[dict[str, Any]]) -> VideoTextBatch:
     """Stack :class:`VideoTextDataset` samples into one batch.
 
     Videos ``[n, t, c, h, w]`` become ``[b, t, c, h, w]`` (``n == 1``) or ``[(b n), t, c, h, w]`` with every
@@ -311,4 +296,4 @@ def collate(samples: list[dict[str, Any]]) -> CollatedBatch:
         lists["answers"] = [s.get("answers") for s in samples]
     lists = {k: [x for x in v for _ in range(n)] for k, v in lists.items()}
     skipped = sum(s.get("skipped", 0) for s in samples)
-    return CollatedBatch(video=video, **fields, **lists, skipped=skipped, num_clips=n)
+    return VideoTextBatch(video=video, **fields, **lists, skipped=skipped, num_clips=n)

@@ -49,10 +49,10 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from torch.utils.data.dataloader import _InfiniteConstantSampler
 from transformers import PreTrainedTokenizerBase
 
+from violetv2.data.batch import VideoTextBatch
 from violetv2.data.dataset import (
     DEFAULT_EXTENSIONS,
     IMAGE_EXTENSIONS,
-    CollatedBatch,
     VideoTextDataset,
     collate,
     resolve_video,
@@ -356,7 +356,7 @@ class _ShardSamples(VideoTextDataset):
             self.records, self._payload = {}, b""
 
 
-def _collate_stream(samples: list[dict[str, Any] | None], where: str) -> CollatedBatch:
+def _collate_stream(samples: list[dict[str, Any] | None], where: str) -> VideoTextBatch:
     """Collate, replacing an unreadable sample (None) by the batch's previous (or next) readable one."""
     good = [i for i, s in enumerate(samples) if s is not None]
     if not good:
@@ -373,7 +373,7 @@ def _collate_stream(samples: list[dict[str, Any] | None], where: str) -> Collate
 class ShardedVideoTextDataset(IterableDataset):
     """Streaming batches from a shard directory, split over ranks and workers, resumable mid-epoch.
 
-    Iterate it through :class:`ShardLoader` (it yields collated :class:`~violetv2.data.dataset.CollatedBatch`
+    Iterate it through :class:`ShardLoader` (it yields collated :class:`~violetv2.data.batch.VideoTextBatch`
     objects; the loader counts them for :meth:`state_dict`).
 
     Args:
@@ -528,7 +528,7 @@ class ShardedVideoTextDataset(IterableDataset):
 
     # ----------------------------------------------------------------------------------- iteration
 
-    def __iter__(self) -> Iterator[CollatedBatch]:
+    def __iter__(self) -> Iterator[VideoTextBatch]:
         epoch, rotation = int(self._control[0]), int(self._control[1])
         worker = (self._worker() + rotation) % max(self.num_workers, 1)
         skip = int(self._control[2 + worker])
@@ -623,7 +623,7 @@ class _EpochHook(_InfiniteConstantSampler):
         self.dataset.set_epoch(epoch)
 
 
-def _identity(batch: CollatedBatch) -> CollatedBatch:
+def _identity(batch: VideoTextBatch) -> VideoTextBatch:
     return batch
 
 
@@ -663,7 +663,7 @@ class ShardLoader(DataLoader):
         )
         object.__setattr__(self, "sampler", _EpochHook(dataset))  # DataLoader forbids setting it after init
 
-    def __iter__(self) -> Iterator[CollatedBatch]:
+    def __iter__(self) -> Iterator[VideoTextBatch]:
         dataset: ShardedVideoTextDataset = self.dataset  # type: ignore[assignment]
         dataset.start_iteration()
         for batch in super().__iter__():

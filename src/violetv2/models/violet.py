@@ -171,7 +171,7 @@ class VioletModel(nn.Module):
         """BERT-style random init of every Linear / Embedding / LayerNorm (tables keep their own init)."""
         if next(self.parameters()).device.type == "meta":
             return
-        self.apply(init_weights)
+        self.apply(lambda m: init_weights(m, self.cfg.initializer_range))
 
     def forward(
         self, video: Tensor, text_ids: Tensor, text_mask: Tensor, mode: AttentionMode = "bidirectional"

@@ -68,10 +68,15 @@ class VioletModule(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.cfg = VioletConfig.from_name(preset, **(config or {}))
-        self.model = VioletModel(self.cfg, vtm=vtm_head, mlm=mlm_head, mvm=tuple(mvm_heads or ()))
+        self.model = self.build_model()
         if not 0.0 <= warmup_ratio < 1.0:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {warmup_ratio}")
         self._load_initial_weights(init_checkpoint, video_swin_checkpoint, bert_checkpoint)
+
+    def build_model(self) -> VioletModel:
+        """The model this task trains (subclasses add heads here, before initial weights are loaded)."""
+        hp = self.hparams
+        return VioletModel(self.cfg, vtm=hp.vtm_head, mlm=hp.mlm_head, mvm=tuple(hp.mvm_heads or ()))
 
     # ------------------------------------------------------------------ weights
     def _load_initial_weights(self, init: str | None, video_swin: str | None, bert: str | None) -> None:
@@ -113,7 +118,7 @@ class VioletModule(L.LightningModule):
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
-        groups = param_groups(self.model, hp.weight_decay, hp.lr, hp.video_lr_mult)
+        groups = param_groups(self, hp.weight_decay, hp.lr, hp.video_lr_mult)
         opt = torch.optim.AdamW(groups, lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_linear_decay(total, hp.warmup_ratio))
@@ -123,10 +128,11 @@ class VioletModule(L.LightningModule):
 def param_groups(model: nn.Module, weight_decay: float, lr: float, video_lr_mult: float = 1.0) -> list[dict]:
     """AdamW groups: {video encoder, rest} x {decay, no decay}; biases and LayerNorm weights get no decay.
 
-    Frozen parameters (``requires_grad=False``) are left out.
+    The video encoder is every parameter under a ``backbone.video`` module. Frozen parameters
+    (``requires_grad=False``) are left out.
     """
     no_decay = {id(m.weight) for m in model.modules() if isinstance(m, nn.LayerNorm)}
-    video = {id(p) for n, p in model.named_parameters() if n.startswith("backbone.video.")}
+    video = {id(p) for n, p in model.named_parameters() if ".backbone.video." in f".{n}"}
     buckets: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:

@@ -1,0 +1,120 @@
+"""Pre-training module: VTM + MLM + MVM on the tiny preset, masking strategies, teachers out of checkpoints."""
+
+import lightning as L
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from _videos import make_tokenizer
+from violetv2 import VioletModule
+from violetv2.callbacks.teachers import MVMTeacherCallback
+from violetv2.data.batch import VideoTextBatch
+from violetv2.tasks.pretrain import PretrainModule, SpecialTokens
+
+
+def _batch(b=4, t=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, 40, (b, 10), generator=g)
+    ids[:, 0], ids[:, 7], ids[:, 8:] = 2, 3, 0  # [CLS] ... [SEP] [PAD] [PAD]
+    mask = (ids != 0).long()
+    return VideoTextBatch(video=torch.randn(b, t, 3, 64, 64, generator=g), text_ids=ids, text_mask=mask)
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tok")
+    make_tokenizer(path)
+    return str(path)
+
+
+def _module(tokenizer_dir, **kwargs):
+    torch.manual_seed(0)
+    defaults = {"preset": "tiny", "mvm_targets": {"hog": 1.0}, "tokenizer": tokenizer_dir, "lr": 1e-3}
+    return PretrainModule(**{**defaults, **kwargs})
+
+
+def test_special_tokens_from_tokenizer_dir(tokenizer_dir):
+    special = SpecialTokens(tokenizer_dir)
+    assert special.ids == {"pad": 0, "unk": 1, "cls": 2, "sep": 3, "mask": 4}
+    assert SpecialTokens().mask == 103  # bert-base-uncased ids without loading anything
+
+
+def test_losses_and_metrics_of_one_batch(tokenizer_dir):
+    module = _module(tokenizer_dir, mvm_targets={"hog": 1.0, "pixel": 0.5}, vtm_negatives=None)
+    out = module.pretrain_losses(_batch())
+    for key in ("loss", "vtm_loss", "vtm_acc", "mlm_loss", "mlm_acc", "mvm_loss", "mvm_hog", "mvm_pixel"):
+        assert key in out and torch.isfinite(out[key]), key
+    expected = out["vtm_loss"] + out["mlm_loss"] + out["mvm_hog"] + 0.5 * out["mvm_pixel"]
+    assert torch.allclose(out["loss"], expected)
+    assert set(module.model.mvm_heads) == {"hog", "pixel"}
+
+
+def test_loss_weights(tokenizer_dir):
+    module = _module(tokenizer_dir, loss_weights={"mlm": 0.0, "mvm": 2.0})
+    out = module.pretrain_losses(_batch())
+    assert torch.allclose(out["loss"], out["vtm_loss"] + 2.0 * out["mvm_loss"])
+    with pytest.raises(ValueError, match="loss_weights"):
+        _module(tokenizer_dir, loss_weights={"itm": 1.0})
+
+
+def test_a_few_steps_overfit_a_fixed_batch(tokenizer_dir):
+    module = _module(tokenizer_dir, config={"dropout": 0.0, "attention_dropout": 0.0})
+    batch = _batch()
+    opt = torch.optim.Adam(module.parameters(), lr=1e-3)
+    torch.manual_seed(0)
+    first = module.pretrain_losses(batch)
+    for _ in range(20):
+        out = module.pretrain_losses(batch)
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+    assert out["mlm_loss"] < first["mlm_loss"] and out["mvm_loss"] < first["mvm_loss"]
+    assert out["loss"] < 0.9 * first["loss"]
+
+
+@pytest.mark.parametrize("strategy", ["random", "blockwise", "attended", "tube", "frame"])
+def test_every_masking_strategy_trains(tokenizer_dir, strategy):
+    module = _module(tokenizer_dir, masking=[strategy], mask_ratio=0.3)
+    batch = _batch()
+    mask = module.patch_mask(batch, module.model.backbone.grid(batch.video))
+    assert mask.shape == (4, 2, 2, 2) and (mask.flatten(1).sum(1) >= 1).all()
+    module.pretrain_losses(batch)["loss"].backward()
+    assert module.model.mvm_heads["hog"].conv.weight.grad is not None
+
+
+def test_learned_mask_token_is_trained(tokenizer_dir):
+    module = _module(tokenizer_dir, learned_mask_token=True)
+    module.pretrain_losses(_batch())["loss"].backward()
+    assert module.mask_token.grad is not None and module.mask_token.grad.abs().sum() > 0
+
+
+def test_vtm_uses_published_negatives(tokenizer_dir):
+    module = _module(tokenizer_dir)
+    batch = _batch(b=6)
+    grid = module.model.backbone.grid(batch.video)
+    tokens = module.model.backbone.encode_video(batch.video)
+    calls = []
+    original = module.model.backbone.fuse
+    module.model.backbone.fuse = lambda v, *a, **k: calls.append(v.shape[0]) or original(v, *a, **k)
+    module.vtm(batch, tokens, grid)
+    assert calls == [6 * 4]  # min(B, 4) pairs per video, all in one fusion batch
+
+
+def test_fit_keeps_teacher_out_of_checkpoint_and_restores(tokenizer_dir, tmp_path):
+    batches = [_batch(seed=i) for i in range(3)]
+    loader = DataLoader(batches, batch_size=None)
+    module = _module(tokenizer_dir, mvm_targets={"hog": 1.0})
+    trainer = L.Trainer(
+        max_steps=3, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+        default_root_dir=tmp_path, callbacks=[MVMTeacherCallback()],
+    )  # fmt: skip
+    trainer.fit(module, loader)
+    path = tmp_path / "pre.ckpt"
+    trainer.save_checkpoint(path)
+    ckpt = torch.load(path, weights_only=True)
+    assert ckpt["mvm_targets"][0]["name"] == "hog"
+    assert all(k.startswith(("model.", "mask_token")) for k in ckpt["state_dict"])
+    restored = VioletModule.load_from_checkpoint(path)
+    assert type(restored) is PretrainModule and set(restored.model.mvm_heads) == {"hog"}
+    for k, v in module.state_dict().items():
+        assert torch.equal(v, restored.state_dict()[k]), k
