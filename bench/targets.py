@@ -6,19 +6,29 @@ Swin-B in22k (SIF), CLIP ViT-B/32, DPT-Large, the FLAVA dVAE codebook, Perceiver
 
     PYTHONPATH=src python bench/targets.py                     # CPU (and GPU when present), writes the md
     PYTHONPATH=src python bench/targets.py --skip flow,depth --repeats 5
+    PYTHONPATH=src python bench/targets.py --step-overhead          # training step per target, tiny preset
+    PYTHONPATH=src python bench/targets.py --step-overhead --base   # ... and violetv2-base (~15 min CPU)
+
+``--step-overhead`` times one full pre-training step (``PretrainModule.pretrain_losses`` forward, backward,
+AdamW step) with each target alone, one subprocess per (preset, target) so that memory stays bounded, and
+writes the section "Training-step overhead per target" of the results file (the other sections are kept).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import re
+import resource
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -26,6 +36,10 @@ import torch
 from violetv2.mvm import hog
 from violetv2.mvm.targets import TARGETS, MVMTarget
 from violetv2.mvm.teachers import freeze, swin_base_in22k_config
+
+if TYPE_CHECKING:
+    from violetv2.data.batch import VideoTextBatch
+    from violetv2.tasks.pretrain import PretrainModule
 
 HEAVY = {"depth", "flow", "vidswin"}
 
@@ -202,7 +216,180 @@ def write_markdown(path: Path, command: str, target_rows: dict[str, list], hog_r
         "",
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines))
+    old = path.read_text() if path.exists() else ""
+    kept = _section(old, STEP_TITLE)  # a rerun of the per-frame bench keeps the step-overhead section
+    path.write_text("\n".join(lines) + (f"\n{kept}" if kept else ""))
+
+
+# ------------------------------------------------------------------------------ training-step overhead
+
+STEP_TITLE = "## Training-step overhead per target"
+# preset -> (frame side, batch, warm-up steps, timed steps)
+STEP_SETUPS = {"tiny": (64, 4, 1, 3), "violetv2-base": (224, 1, 1, 1)}
+STEP_FRAMES = 4
+TEXT_LEN = 32  # published pre-training text length
+# Flow in the tiny preset: the Perceiver always runs at 368x496, so b=4, T=4 is 12 pairs (~400 s a step on
+# 2 CPU cores); it is left out of the tiny run unless --tiny-flow is given (the base run has 3 pairs).
+TINY_SKIP = {"flow"}
+
+
+def _step_batch(b: int, t: int, size: int, vocab: int) -> VideoTextBatch:
+    """A hand-built pre-training batch: random frames, ``[CLS] w1 .. wn [SEP] [PAD]..`` of ``TEXT_LEN``."""
+    from violetv2.data.batch import VideoTextBatch
+
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(1000, vocab, (b, TEXT_LEN), generator=g)
+    lengths = torch.randint(TEXT_LEN // 2, TEXT_LEN, (b,), generator=g)
+    pos = torch.arange(TEXT_LEN)
+    ids[:, 0] = 101  # [CLS]
+    ids[pos[None] == lengths[:, None]] = 102  # [SEP]
+    ids[pos[None] > lengths[:, None]] = 0  # [PAD]
+    video = torch.randn(b, t, 3, size, size, generator=g)
+    return VideoTextBatch(video=video, text_ids=ids, text_mask=(ids != 0).long())
+
+
+def _step_module(preset: str, name: str) -> PretrainModule:
+    """``PretrainModule`` with the single target ``name`` and its random-weight real-size teacher injected."""
+    from violetv2.tasks.pretrain import PretrainModule
+
+    widths = {"sif": {"feature_dim": 1024}, "clip": {"feature_dim": 768}}  # heads built without a config
+    torch.manual_seed(0)
+    module = PretrainModule(
+        preset=preset,
+        mvm_targets={name: 1.0},
+        mvm_target_options={name: widths[name]} if name in widths else None,
+    )
+    teacher = _teacher(name)
+    if teacher is not None:
+        module.mvm_targets[name]._teacher = freeze(teacher)  # the bench measures compute, not loading
+    return module.train()
+
+
+def time_step(preset: str, name: str) -> dict[str, Any]:
+    """Seconds of each timed training step (forward + backward + AdamW) and of its target computation."""
+    from violetv2.tasks.base import param_groups
+
+    size, b, warmup, timed = STEP_SETUPS[preset]
+    module = _step_module(preset, name)
+    batch = _step_batch(b, STEP_FRAMES, size, module.cfg.vocab_size)
+    opt = torch.optim.AdamW(param_groups(module, 1e-3, 5e-5), lr=5e-5, betas=(0.9, 0.98), weight_decay=1e-3)
+    compute, spent = module.mvm_targets.compute, []
+
+    def timed_compute(video: torch.Tensor) -> dict[str, torch.Tensor]:
+        start = time.perf_counter()
+        out = compute(video)
+        spent.append(time.perf_counter() - start)
+        return out
+
+    module.mvm_targets.compute = timed_compute
+    steps = []
+    for _ in range(warmup + timed):
+        start = time.perf_counter()
+        out = module.pretrain_losses(batch)
+        opt.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        opt.step()
+        steps.append(time.perf_counter() - start)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
+    return {"step": steps[warmup:], "compute": spent[warmup:], "rss_gib": rss}
+
+
+def _run_one(preset: str, name: str) -> dict[str, Any]:
+    """``time_step`` in a fresh interpreter (the base model plus a DPT-Large teacher takes several GB)."""
+    start = time.perf_counter()
+    cmd = [sys.executable, __file__, "--step-one", f"{preset}:{name}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
+    if proc.returncode:
+        raise RuntimeError(f"{preset}/{name} step bench failed:\n{proc.stderr[-3000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["wall"] = time.perf_counter() - start
+    return result
+
+
+def bench_steps(presets: list[str], tiny_flow: bool) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+    """``{preset: [(target, time_step result + wall seconds), ...]}``, every target alone, pixel first."""
+    rows: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for preset in presets:
+        skip = TINY_SKIP if preset == "tiny" and not tiny_flow else set()
+        rows[preset] = []
+        for name in (n for n in TARGETS if n not in skip):
+            r = _run_one(preset, name)
+            rows[preset].append((name, r))
+            print(
+                f"{preset} {name:8s} step {1000 * statistics.median(r['step']):9.1f} ms, target "
+                f"{1000 * statistics.median(r['compute']):9.1f} ms, {r['wall']:.0f} s wall",
+                flush=True,
+            )
+    return rows
+
+
+def _section(text: str, title: str) -> str:
+    """The markdown section starting at the line ``title`` up to the next ``## `` heading ('' if absent)."""
+    match = re.search(rf"^{re.escape(title)}\n.*?(?=^## |\Z)", text, flags=re.M | re.S)
+    return match.group(0) if match else ""
+
+
+def _step_table(preset: str, rows: list[tuple[str, dict[str, Any]]], skipped: set[str]) -> list[str]:
+    size, b, warmup, timed = STEP_SETUPS[preset]
+    wall = sum(r["wall"] for _, r in rows)
+    lines = [
+        f"### `{preset}`: {size} px, batch {b}, T={STEP_FRAMES}, text {TEXT_LEN} tokens; {warmup} warm-up + "
+        f"{timed} timed step(s) per target; {wall / 60:.1f} min wall in all",
+        "",
+        "| target | step ms | overhead ms vs pixel | ratio | of which target compute ms | peak RSS GiB |",
+        "|---|---|---|---|---|---|",
+    ]
+    results = dict(rows)
+    base = statistics.median(results["pixel"]["step"])
+    for name in TARGETS:
+        if name in skipped:
+            lines.append(f"| {name} | not run | - | - | - | - |")
+            continue
+        r = results[name]
+        step = statistics.median(r["step"])
+        lines.append(
+            f"| {name} | {1000 * step:.0f} | {1000 * (step - base):+.0f} | {step / base:.2f} "
+            f"| {1000 * statistics.median(r['compute']):.0f} | {r['rss_gib']:.1f} |"
+        )
+    return lines + [""]
+
+
+def write_step_section(path: Path, command: str, rows: dict[str, list], tiny_flow: bool) -> None:
+    """Replace (or append) the "Training-step overhead per target" section of ``path``."""
+    lines = [
+        STEP_TITLE,
+        "",
+        f"Machine: {_machine()}",
+        "",
+        f"Command: `{command}`",
+        "",
+        "One training step = `PretrainModule.pretrain_losses(batch)` (MVM targets from the unmasked clip, the",
+        "patch mask, VTM with 3 in-batch negatives when b > 1, MLM + MVM on the masked clip) + backward + AdamW",
+        "step, with one MVM target alone (weight 1; masking random + blockwise, ratio 0.15, the defaults).",
+        "Random weights, real-size teachers built from configs as above (injected, no loading time), float32,",
+        "median over the timed steps, each (preset, target) in its own process. `pixel` needs no teacher and",
+        "has the cheapest head, so it is the baseline: overhead = step(target) - step(pixel), ratio =",
+        "step(target) / step(pixel). 'Target compute' is the time inside `MVMTargets.compute` (teacher forward",
+        "under `no_grad`); the rest of the overhead is the head, the loss and their backward (the VQ head's",
+        "8192-way logits per 8x8 cell, the flow head on frame pairs with 2x width).",
+        "",
+    ]
+    for preset, preset_rows in rows.items():
+        skipped = TINY_SKIP if preset == "tiny" and not tiny_flow else set()
+        lines += _step_table(preset, preset_rows, skipped)
+    if not tiny_flow and "tiny" in rows:
+        lines += [
+            "Flow is not run in the tiny preset by default: the Perceiver IO teacher only runs at its training",
+            "size (368x496), so b=4, T=4 means 12 frame pairs, about 400 s a step on 2 CPU cores",
+            "(`--tiny-flow` runs it anyway).",
+            "",
+        ]
+    section = "\n".join(lines)
+    old = path.read_text() if path.exists() else ""
+    current = _section(old, STEP_TITLE)
+    new = old.replace(current, section) if current else old.rstrip("\n") + "\n\n" + section
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(new)
 
 
 def main() -> None:
@@ -212,15 +399,29 @@ def main() -> None:
     p.add_argument("--hog-frames", type=int, default=16, help="frames of the HOG comparison")
     p.add_argument("--skip", default="", help="comma-separated target names to leave out")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "targets.md")
+    p.add_argument("--step-overhead", action="store_true", help="time a training step per target instead")
+    p.add_argument("--base", action="store_true", help="with --step-overhead: also violetv2-base (slow)")
+    p.add_argument("--tiny-flow", action="store_true", help="with --step-overhead: run flow in tiny too")
+    p.add_argument("--step-one", default=None, help=argparse.SUPPRESS)  # PRESET:TARGET, child process
     args = p.parse_args()
+    if args.step_one or args.step_overhead:
+        torch.set_num_threads(2)
+    if args.step_one:
+        print(json.dumps(time_step(*args.step_one.split(":"))))
+        return
+    command = ("PYTHONPATH=src python bench/targets.py " + " ".join(sys.argv[1:])).strip()
+    if args.step_overhead:
+        rows = bench_steps(["tiny"] + (["violetv2-base"] if args.base else []), args.tiny_flow)
+        write_step_section(args.out, command, rows, args.tiny_flow)
+        print(f"wrote {args.out}")
+        return
     torch.manual_seed(0)
     skip = {s for s in args.skip.split(",") if s}
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     with torch.inference_mode():
         rows = {d: bench_targets(d, args.frames, args.repeats, skip) for d in devices}
         hog_rows = bench_hog(args.hog_frames, max(args.repeats, 5))
-    command = "PYTHONPATH=src python bench/targets.py " + " ".join(sys.argv[1:])
-    write_markdown(args.out, command.strip(), rows, hog_rows)
+    write_markdown(args.out, command, rows, hog_rows)
     print(f"wrote {args.out}")
 
 

@@ -110,3 +110,30 @@ def test_fixture_compare_script_agrees(parity, outputs, tmp_path):
         [sys.executable, script, ref, str(candidate), "--atol", str(ATOL)], capture_output=True
     )
     assert result.returncode == 0, result.stdout.decode()[-2000:]
+
+
+@pytest.mark.gpu
+def test_parity_on_cuda(parity):
+    """The same forward on CUDA in fp32 (TF32 off) stays within the CPU tolerance."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    model, ref, _ = parity
+    model = model.cuda()
+    video, ids, mask = (ref[k].cuda() for k in ("in.video", "in.txt_ids", "in.txt_mask"))
+    with torch.no_grad():
+        fused = model.backbone(video, ids, mask, return_attention=True)
+        s2s = model.backbone(video, ids, mask, mode="seq2seq")
+        got = {
+            "c.cross_out": fused.hidden,
+            "x.att_sum": fused.attention,
+            "e.mlm_logits_pos1_8": model.mlm_logits(fused)[:, 1:9],
+            "f.mvm_sif_pred": model.mvm_heads["sif"](fused.video_patches),
+            "g.cross_out_seq2seq": s2s.hidden,
+        }
+        vtm = model.vtm_logits(fused)
+    model.cpu()
+    for name, value in got.items():
+        assert (value.cpu() - ref[name]).abs().max().item() <= ATOL, name
+    assert (vtm.cpu() - ref["d.vtm_logit"][:, 0]).abs().max().item() <= 1e-5

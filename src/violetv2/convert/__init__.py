@@ -150,7 +150,7 @@ def load_into(model: VioletModel, source: StateDictLike) -> None:
     fresh = sorted({k.rsplit(".", 2)[0] for k in own if k not in sd})
     skipped = sorted({k.split(".")[0] for k in sd if k not in own})
     if fresh or skipped:
-        log.info("%s: heads initialised fresh: %s; checkpoint parts not used: %s", name, fresh, skipped)
+        log.warning("%s: heads initialised fresh: %s; checkpoint parts not used: %s", name, fresh, skipped)
     model.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=False)
 
 

@@ -64,6 +64,7 @@ from violetv2.mvm.teachers import (
     renormalize,
     resize,
 )
+from violetv2.tasks.losses import masked_mean
 
 __all__ = [
     "MVMTarget",
@@ -80,7 +81,6 @@ __all__ = [
     "MVMTargets",
     "build_targets",
     "expand_mask",
-    "masked_mean",
 ]
 
 
@@ -94,12 +94,6 @@ def expand_mask(mask: Tensor, size: tuple[int, int]) -> Tensor:
     if h % gh or w % gw:
         raise ValueError(f"target size {size} is not a multiple of the mask grid {(gh, gw)}")
     return repeat(mask, "b t gh gw -> b t 1 (gh sh) (gw sw)", sh=h // gh, sw=w // gw)
-
-
-def masked_mean(err: Tensor, weight: Tensor) -> Tensor:
-    """Mean of ``err`` over the elements where the broadcast ``weight`` is non-zero (0 if none, keeping grad)."""
-    weight = weight.to(err.dtype).expand_as(err)
-    return (err * weight).sum() / weight.sum().clamp_min(1.0)
 
 
 def _sample_weight(mask: Tensor, valid: Tensor | None) -> Tensor:

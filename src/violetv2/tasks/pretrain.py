@@ -186,7 +186,7 @@ class PretrainModule(VioletModule):
     def training_step(self, batch: VideoTextBatch, batch_idx: int) -> Tensor:
         out = self.pretrain_losses(batch)
         b = len(batch)
-        self.log_dict({f"train/{k}": v for k, v in out.items() if k != "loss"}, batch_size=b)
+        self.log_dict({f"train/{k}": v.float() for k, v in out.items() if k != "loss"}, batch_size=b)
         self.log("train/loss", out["loss"], batch_size=b, prog_bar=True)
         self.log("data/skipped", float(batch.skipped), reduce_fx="sum", batch_size=b)
         return out["loss"]
@@ -199,4 +199,4 @@ class PretrainModule(VioletModule):
 
     def validation_step(self, batch: VideoTextBatch, batch_idx: int) -> None:
         out = self.pretrain_losses(batch)
-        self.log_dict({f"val/{k}": v for k, v in out.items()}, batch_size=len(batch), sync_dist=True)
+        self.log_dict({f"val/{k}": v.float() for k, v in out.items()}, batch_size=len(batch), sync_dist=True)
