@@ -289,3 +289,21 @@ def test_load_into_downstream_model(tiny_model, tmp_path):
     other = VioletModel(VioletConfig.from_name("tiny", hidden_size=32))
     with pytest.raises(ConversionError, match="shape mismatches"):
         load_into(other, path)
+
+
+def test_bert_base_full_key_map_on_meta():
+    from transformers import BertConfig, BertForMaskedLM
+
+    from violetv2.convert.bert import BERT_TABLE, normalise_bert_state_dict
+
+    with torch.device("meta"):
+        bert = BertForMaskedLM(BertConfig())  # bert-base-uncased sizes
+        model = VioletModel.published(VioletConfig.from_name("violetv2-base"))
+    sd = normalise_bert_state_dict(bert.state_dict())
+    targets = {
+        k: tuple(v.shape)
+        for k, v in model.state_dict().items()
+        if k.startswith(("backbone.text.", "backbone.fusion.", "mlm_head."))
+    }
+    conversion = convert_state_dict(sd, BERT_TABLE, targets, source_name="bert-base-uncased (meta)")
+    assert set(conversion.state_dict) == set(targets) and len(targets) == 5 + 12 * 16 + 6
