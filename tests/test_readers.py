@@ -37,7 +37,7 @@ from violetv2.data.readers import (
     read_youtube_mapping,
 )
 
-ANN = Path("/work/shared/reference/annotations")
+ANN = Path(__file__).resolve().parents[2] / "shared" / "reference" / "annotations"
 pytestmark = pytest.mark.skipif(not ANN.is_dir(), reason="reference annotation samples not present")
 
 

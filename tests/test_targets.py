@@ -17,6 +17,7 @@ from violetv2.mvm.targets import (
     TARGETS,
     FlowTarget,
     MVMTargets,
+    SIFTarget,
     build_targets,
     expand_mask,
 )
@@ -29,7 +30,7 @@ from violetv2.mvm.teachers import (
 
 transformers = pytest.importorskip("transformers")
 
-PARITY = Path("/work/shared/reference/parity")
+PARITY = Path(__file__).resolve().parents[2] / "shared" / "reference" / "parity"
 CFG = VioletConfig.from_name("tiny")  # 64 px, grid 2x2, hidden 64
 B, T = 2, 3
 
@@ -462,3 +463,13 @@ def test_callback_keeps_teachers_frozen_and_out_of_checkpoints(
 def test_callback_rejects_a_module_without_targets() -> None:
     with pytest.raises(AttributeError, match="mvm_targets"):
         MVMTeacherCallback().setup(None, L.LightningModule(), "fit")  # type: ignore[arg-type]
+
+
+def test_sif_on_frames_smaller_than_the_teacher(tmp_path) -> None:
+    """64-px frames (the tiny preset) with a teacher whose 7x7 windows need 224 px: resized up, then pooled."""
+    from transformers import SwinConfig, SwinModel
+
+    cfg = SwinConfig(image_size=224, embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1], window_size=7)
+    SwinModel(cfg, add_pooling_layer=False).save_pretrained(tmp_path)
+    target = SIFTarget(str(tmp_path)).compute(torch.randn(1, 2, 3, 64, 64))
+    assert target.shape == (1, 2, 4, 128) and torch.isfinite(target).all()

@@ -529,8 +529,9 @@ class SIFTarget(_FeatureTarget, TeacherTarget):
     """Frozen 2-D Swin (``transformers.SwinModel``) per frame: ``hidden_states[-1]`` (last stage, before the
     final LayerNorm) -> ``[b, t, gh*gw, C]`` (1024 for Swin-B). The VIOLETv2 default target.
 
-    Frames are fed as they come (ImageNet-normalised, the model's resolution), as published; a teacher grid
-    different from the model's is average-pooled to it.
+    Frames are fed as they come (ImageNet-normalised, the model's resolution), as published; frames smaller
+    than the teacher's native size (224) are resized up to it, and a teacher grid different from the model's
+    is average-pooled to it.
 
     Args:
         model_name_or_path: Hub id or local ``save_pretrained`` directory.
@@ -560,7 +561,11 @@ class SIFTarget(_FeatureTarget, TeacherTarget):
 
     def _compute(self, video: Tensor) -> Tensor:
         teacher = self._ready(video)
-        out = teacher(pixel_values=_frames(video).float(), output_hidden_states=True)
+        frames = _frames(video).float()
+        native = getattr(teacher.config, "image_size", None)
+        if isinstance(native, int) and min(frames.shape[-2:]) < native:
+            frames = resize(frames, native)  # its windows need at least its native size
+        out = teacher(pixel_values=frames, output_hidden_states=True)
         last = out.hidden_states[-1]  # [n, h'*w', C], before the final LayerNorm
         side = math.isqrt(last.shape[1])
         feat = _to_grid(rearrange(last, "n (h w) c -> n c h w", h=side), _grid(video))
