@@ -156,17 +156,24 @@ class VideoTextDataset(Dataset):
         This is the hook for other frame sources: a pre-decoded JPEG-shard reader overrides this method (same
         output layout, same :func:`~violetv2.data.video.sample_indices`) and inherits everything else.
         """
+        return self.decode_clip(self.resolve(record), record, rng)
+
+    def decode_clip(
+        self, source: str | Path | bytes, record: Record, rng: random.Random, *, trimmed: bool = False
+    ) -> Tensor:
+        """Sample and decode ``record``'s clips from ``source`` (a file or its bytes) as this dataset is set
+        up to (frames, clips, decode-time resize); ``trimmed``: the source already holds only [start, end)."""
         side = getattr(self.transform, "decode_side", None)
         return read_clips(
-            self.resolve(record),
+            source,
             1 if record.is_image else self.num_frames,
             train=self.train,
             num_clips=self.num_clips,
             rng=rng,
             size=self.image_size if side else None,
             side=side or "shorter",
-            start=record.start,
-            end=record.end,
+            start=None if trimmed else record.start,
+            end=None if trimmed else record.end,
         )
 
     def __getitem__(self, index: int) -> dict[str, Any]:

@@ -58,7 +58,7 @@ from violetv2.data.dataset import (
     resolve_video,
 )
 from violetv2.data.records import Record
-from violetv2.data.video import VideoDecodeError, index_video, read_clip, read_clips
+from violetv2.data.video import VideoDecodeError, index_video, read_clip
 
 __all__ = [
     "INDEX_NAME",
@@ -333,19 +333,8 @@ class _ShardSamples(VideoTextDataset):
         self._payload = b""
 
     def load_clip(self, record: Record, rng: random.Random) -> Tensor:
-        side = getattr(self.transform, "decode_side", None)
-        trimmed = self.mode == "jpeg"  # [start, end) was applied at packing
-        return read_clips(
-            self._payload,
-            1 if record.is_image else self.num_frames,
-            train=self.train,
-            num_clips=self.num_clips,
-            rng=rng,
-            size=self.image_size if side else None,
-            side=side or "shorter",
-            start=None if trimmed else record.start,
-            end=None if trimmed else record.end,
-        )
+        # jpeg shards hold only [start, end), applied at packing
+        return self.decode_clip(self._payload, record, rng, trimmed=self.mode == "jpeg")
 
     def decode(self, position: int, record: Record, payload: bytes) -> dict[str, Any]:
         """One sample; random draws seeded by ``(seed, epoch, position)`` as the map-style dataset does."""

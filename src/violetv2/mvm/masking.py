@@ -319,8 +319,10 @@ class MaskSampler:
             )
         if device is None and attention is not None:
             device = attention.device
+        # drawn on the host (or the generator's device): splitting the batch by strategy then needs no
+        # device-to-host sync in a training step
         choice = (
-            (_uniform((b,), generator, device) * len(self.strategies))
+            (_uniform((b,), generator, None) * len(self.strategies))
             .long()
             .clamp_max(len(self.strategies) - 1)
         )

@@ -185,8 +185,8 @@ def _select(maskable: Tensor, prob: float, generator: torch.Generator | None) ->
     selected = maskable & (noise < prob)
     needs_one = maskable.any(dim=1) & ~selected.any(dim=1)
     pick = torch.where(maskable, noise, -1.0).argmax(dim=1)  # a random maskable position per row
-    selected[needs_one, pick[needs_one]] = True
-    return selected
+    forced = torch.arange(maskable.shape[1], device=maskable.device) == pick[:, None]
+    return selected | (needs_one[:, None] & forced)  # no boolean indexing: no host sync on accelerators
 
 
 def _bert_replacement(
