@@ -118,6 +118,14 @@ def test_qa_family(root: Path) -> None:
     assert all(isinstance(a, str) and a for a in batch.answers)
 
 
+@pytest.mark.parametrize("preset", ["tgif_frame", "lsmdc_fib"])
+def test_synthetic_answers_are_single_vocabulary_entries(root: Path, preset: str) -> None:
+    dm = module(QADataModule, root, benchmark=preset)
+    for loader in (dm.train_dataloader(), dm.test_dataloader()[0]):
+        for batch in loader:
+            assert ((batch.answer_ids != -100).sum(1) == 1).all(), batch.answers
+
+
 def test_fill_blank_family(root: Path) -> None:
     dm = module(QADataModule, root, benchmark="lsmdc_fib")
     batch = first(dm.test_dataloader()[0])
@@ -285,3 +293,16 @@ def test_lightning_checkpoint_resume_mid_epoch(
     tail = fit(ckpt=str(tmp_path / "step=9.ckpt"))
     assert len(reference.seen) == 14 and len(tail.seen) == 5
     assert tail.seen == reference.seen[9:]
+
+
+def test_shard_sources_get_the_text_layout(root: Path, tmp_path: Path) -> None:
+    records = read_annotations("tgif_action_csv", root / "tgif_qa/Test_action_question.csv")
+    write_shards(records, root / "videos", tmp_path / "tgif", samples_per_shard=2, mode="bytes")
+    dm = MultipleChoiceDataModule(
+        test=[Source(shards=str(tmp_path / "tgif"))], tokenizer=str(root / "tokenizer"),
+        benchmark="tgif_action", **{**COMMON, "eval_batch_size": 2},
+    )  # fmt: skip
+    dm.setup("test")
+    batch = first(dm.test_dataloader()[0])
+    assert batch.text_ids.shape == (2, 103) and batch.option_ids is None
+    assert ((batch.answer_ids != -100).sum(1) == 1).all()
