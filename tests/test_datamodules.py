@@ -164,9 +164,11 @@ def test_num_answers_links_into_the_model_at_instantiation(root: Path) -> None:
 
     args = ["--data=violetv2.data.datamodules.QADataModule", "--data.synthetic=true",
             f"--data.synthetic_root={root}", f"--data.synthetic_clips={CLIPS}", "--data.classifier=true",
+            "--data.num_clips=all", "--data.benchmark=tgif_frame",
             "--trainer.logger=false", "--trainer.enable_checkpointing=false", "--trainer.accelerator=cpu"]  # fmt: skip
     cli = CLI(Head, L.LightningDataModule, subclass_mode_data=True, run=False, args=args)
     assert cli.model.num_answers == cli.datamodule.num_answers > 0
+    assert cli.datamodule.num_clips == "all" and cli.datamodule.answer_vocab_size == 1540
 
 
 def test_multi_clip_testing_and_gpu_normalize(root: Path) -> None:
@@ -175,6 +177,7 @@ def test_multi_clip_testing_and_gpu_normalize(root: Path) -> None:
     assert test.num_clips == 6 and test.video.shape[0] == 12 and test.index.tolist() == [0] * 6 + [1] * 6
     assert test.video.dtype == torch.uint8 and test.clip_valid is None
     assert first(dm.val_dataloader()[0]).num_clips == 1  # validation: one clip, as the release
+    assert first(dm.predict_dataloader()[0]).sample_ids == test.sample_ids  # predict: the test sources
     cpu = module(RetrievalDataModule, root, num_clips="all")
     expected = first(cpu.test_dataloader()[0]).video
     moved = dm.on_after_batch_transfer(test, 0).video

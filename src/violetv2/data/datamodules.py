@@ -257,6 +257,7 @@ class VideoTextDataModule(L.LightningDataModule):
         train: Training sources (mixed per batch in proportion to their sizes).
         val: Validation sources (one evaluation loader each).
         test: Test sources (one evaluation loader each).
+        predict: Sources of ``violet predict`` (default: the test sources).
         batch_size: Samples per batch and device.
         eval_batch_size: Batch size of validation / test (default: ``batch_size``).
         num_workers: DataLoader worker processes per source.
@@ -300,6 +301,7 @@ class VideoTextDataModule(L.LightningDataModule):
         train: list[Source] | None = None,
         val: list[Source] | None = None,
         test: list[Source] | None = None,
+        predict: list[Source] | None = None,
         *,
         batch_size: int = 8,
         eval_batch_size: int | None = None,
@@ -335,6 +337,7 @@ class VideoTextDataModule(L.LightningDataModule):
         self._gpu = GpuNormalize() if gpu_normalize else None
         _check_choices(self)
         self.sources = {"train": list(train or []), "val": list(val or []), "test": list(test or [])}
+        self.sources["predict"] = list(predict or [])
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.num_workers, self.pin_memory, self.persistent_workers = (
             num_workers,
@@ -403,7 +406,7 @@ class VideoTextDataModule(L.LightningDataModule):
             "train": train,
             "seed": self.seed,
             "transform": build_transform(kind, self.image_size, normalize=not self.gpu_normalize),
-            "num_clips": self.num_clips if split == "test" else 1,
+            "num_clips": self.num_clips if split in ("test", "predict") else 1,
         }
 
     def _rank_world(self) -> tuple[int, int]:
@@ -466,6 +469,11 @@ class VideoTextDataModule(L.LightningDataModule):
     def test_dataloader(self) -> list[DataLoader]:
         """One loader per test source."""
         return [self._loader(d, train=False) for d in self.datasets.get("test", [])]
+
+    def predict_dataloader(self) -> list[DataLoader]:
+        """One loader per prediction source (the test sources when ``predict`` is not set)."""
+        split = "predict" if self.datasets.get("predict") else "test"
+        return [self._loader(d, train=False) for d in self.datasets.get(split, [])]
 
 
 # ---------------------------------------------------------------------------------------------- families
