@@ -146,6 +146,7 @@ def test_qa_classifier_vocabulary(root: Path) -> None:
         for batch in loader:
             expected = [dm.answer_vocab.index(a) if a in dm.answer_vocab else -100 for a in batch.answers]
             assert batch.label.tolist() == expected
+            assert batch.text_ids.shape[1] == 25 and batch.answer_ids is None  # the bare question
     assert module(QADataModule, root, classifier=True, benchmark="tgif_frame").answer_vocab_size == 1540
 
 

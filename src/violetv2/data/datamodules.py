@@ -548,7 +548,9 @@ class QADataModule(VideoTextDataModule):
     Classifier head (``classifier=True``): an answer vocabulary is built from the *training* answers, most
     frequent first, capped at ``answer_vocab_size`` (default: the benchmark's published size, e.g. 1540 for
     TGIF-Frame; None = every answer); ``label`` = the answer's index, -100 outside the vocabulary (still
-    counted in accuracy). :attr:`num_answers` gives its size for ``LightningCLI.link_arguments``
+    counted in accuracy). Open-QA text is then the bare question in the ``caption`` layout (the release's
+    ``main_qaoe.py`` classifier reads its ``[CLS]``) unless ``text_layout`` says otherwise; FiB keeps
+    ``fill_blank`` (the release's FiB classifier reads the ``[MASK]``). :attr:`num_answers` gives its size for ``LightningCLI.link_arguments``
     (``apply_on="instantiate"``); it reads the training annotations on first access.
 
     Synthetic: TGIF-FrameQA layout (the LSMDC-FiB layout with ``fill_blank``).
@@ -575,6 +577,10 @@ class QADataModule(VideoTextDataModule):
         self, *args: Any, classifier: bool = False, answer_vocab_size: int | None = None, **kwargs: Any
     ) -> None:
         super().__init__(*args, **kwargs)
+        if classifier and kwargs.get("text_layout") is None and self.text_layout == "qa":
+            self.text_layout = (
+                None  # per record: open QA -> the bare question (caption layout), FiB -> fill_blank
+            )
         self.classifier = classifier
         self.answer_vocab_size = answer_vocab_size or _preset(self.benchmark).get("answer_vocab_size")
         self._answer_vocab: list[str] | None = None
