@@ -8,6 +8,7 @@ import av
 import numpy as np
 import pytest
 import torch
+from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from violetv2.data.batch import VideoTextBatch
 from violetv2.data.datamodules import (
@@ -183,6 +184,7 @@ def test_multi_clip_testing_and_gpu_normalize(root: Path) -> None:
     expected = first(cpu.test_dataloader()[0]).video
     moved = dm.on_after_batch_transfer(test, 0).video
     assert moved.dtype == torch.float32 and torch.allclose(moved, expected, atol=1e-5)
+    assert is_overridden("on_after_batch_transfer", dm) and not is_overridden("on_after_batch_transfer", cpu)
 
 
 def test_bad_choices_raise() -> None:

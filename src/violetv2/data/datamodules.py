@@ -267,7 +267,8 @@ class VideoTextDataModule(L.LightningDataModule):
         image_size: Frame side in pixels.
         tokenizer: Tokenizer name or directory (default: the synthetic benchmark's with ``synthetic``, else
             ``bert-base-uncased``).
-        max_text_len: Text length in tokens.
+        max_text_len: Text length ``L`` (None: the benchmark's, else 25; 32 for pre-training); the
+            ``mc_prompt`` / ``qa`` layouts give ``L + 3`` / ``L + 5`` ids.
         seed: Seed of shuffling and of the random frame / crop draws.
         shuffle_buffer: Within-worker shuffle block of shard sources.
         synthetic: Use the synthetic benchmark (generated under ``synthetic_root`` on first use) instead of
@@ -335,6 +336,8 @@ class VideoTextDataModule(L.LightningDataModule):
         self.frame_sampling, self.num_clips, self.stored_frames = frame_sampling, num_clips, stored_frames
         self.gpu_normalize = gpu_normalize
         self._gpu = GpuNormalize() if gpu_normalize else None
+        if gpu_normalize:
+            self.on_after_batch_transfer = self._normalize_on_device  # type: ignore[method-assign]
         _check_choices(self)
         self.sources = {"train": list(train or []), "val": list(val or []), "test": list(test or [])}
         self.sources["predict"] = list(predict or [])
@@ -388,8 +391,9 @@ class VideoTextDataModule(L.LightningDataModule):
             if sources and split not in self.datasets:
                 self.datasets[split] = [self._dataset(s, split) for s in sources]
 
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """With ``gpu_normalize``: uint8 clips -> float, ImageNet-normalised, on the device."""
+    def _normalize_on_device(self, batch: Any, dataloader_idx: int) -> Any:
+        """``on_after_batch_transfer`` with ``gpu_normalize``: uint8 clips -> float, ImageNet-normalised, on the
+        device. Installed on the instance only then, so a task module's own hook is not shadowed otherwise."""
         if self._gpu is not None and isinstance(batch, VideoTextBatch) and batch.video.dtype == torch.uint8:
             self._gpu = self._gpu.to(batch.video.device)
             batch.video = self._gpu(batch.video)
