@@ -30,7 +30,16 @@ def first_occurrence(keys: Tensor) -> Tensor:
     """
     if keys.shape[0] == 0:
         return torch.zeros(0, dtype=torch.long, device=keys.device)
-    _, inverse = torch.unique(keys, dim=0, return_inverse=True)
+    if keys.ndim == 2:  # several columns -> one int64 key (mixed radix over each column's dense ids)
+        combined, radix = torch.zeros(keys.shape[0], dtype=torch.long, device=keys.device), 1
+        for column in keys.unbind(1):
+            low, high = int(column.min()), int(column.max())
+            if low < 0 or radix * (high + 1) >= 2**62:  # not small non-negative ids: densify first
+                values, column = torch.unique(column, return_inverse=True)
+                high = len(values) - 1
+            combined, radix = combined * (high + 1) + column, radix * (high + 1)
+        keys = combined
+    _, inverse = torch.unique(keys, return_inverse=True)
     positions = torch.arange(keys.shape[0], device=keys.device)
     first = torch.full((int(inverse.max()) + 1,), keys.shape[0], dtype=torch.long, device=keys.device)
     first = first.scatter_reduce(0, inverse, positions, reduce="amin")
