@@ -38,8 +38,7 @@ def _check(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> N
 def _ngrams(words: list[str], n: int) -> Ngrams:
     counts: Ngrams = Counter()
     for k in range(1, n + 1):
-        for i in range(len(words) - k + 1):
-            counts[tuple(words[i : i + k])] += 1
+        counts.update(zip(*(words[i:] for i in range(k))))
     return counts
 
 
