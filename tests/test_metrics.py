@@ -136,3 +136,13 @@ def test_accuracy_from_scores_and_errors():
         metric.update(torch.tensor([1]), torch.tensor([1]), torch.tensor([1, 2]))
     with pytest.raises(TypeError, match="integer"):
         metric.update(torch.tensor([1]), torch.tensor([1]), torch.tensor([1.0]))
+
+
+def test_recall_at_k_keeps_the_report_keys_and_the_shared_ignore_index():
+    from violetv2.metrics.accuracy import IGNORE_INDEX
+    from violetv2.tasks.losses import IGNORE_INDEX as TASK_IGNORE_INDEX
+
+    out = recall_at_k(SCORES[:, :3], TEXT_TO_VIDEO)
+    assert list(out) == ["R@1", "R@5", "R@10", "MdR", "MnR"]
+    assert out["MdR"] == 2.0 and out["MnR"] == pytest.approx(7 / 3)  # ranks 2, 3, 2 (ties against the model)
+    assert IGNORE_INDEX == TASK_IGNORE_INDEX

@@ -9,13 +9,13 @@ __all__ = ["cat_state", "first_occurrence", "as_index"]
 
 
 def cat_state(state: list[Tensor] | Tensor, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """One tensor from a list state (after a distributed sync it may already be one tensor)."""
+    """One ``dtype`` tensor on ``device`` from a list state (after a distributed sync it may already be one)."""
     if isinstance(state, Tensor):
-        return state.to(dtype)
-    parts = [t.reshape(-1) if t.ndim == 0 else t for t in state]
+        return state.to(device=device, dtype=dtype)
+    parts = [(t.reshape(-1) if t.ndim == 0 else t).to(device=device, dtype=dtype) for t in state]
     if not parts:
         return torch.empty(0, dtype=dtype, device=device)
-    return torch.cat(parts).to(dtype)
+    return torch.cat(parts)
 
 
 def first_occurrence(keys: Tensor) -> Tensor:
