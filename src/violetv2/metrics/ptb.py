@@ -70,7 +70,7 @@ _RULES: list[tuple[str, re.Pattern[str]]] = [
         ("url", r"(?:https?|ftp)://[^\s<>\"()\[\]{}]*\.[^\s<>\"()\[\]{}]*[^\s<>\"()\[\]{}.,!?;:'-]"),
         ("acronym", r"[A-Za-z](?:\.[A-Za-z])*\."),
         ("abbrev", r"[A-Za-z]+\."),
-        ("dotted", rf"[^\W\d_](?:{_W}|_)*(?:\.(?:{_W}|_)+)+"),
+        ("dotted", rf"[^\W\d_](?:{_W}|_)*(?:\.[^\W\d_](?:{_W}|_)+)+|[A-Za-z](?:\.[A-Za-z])+"),
         ("slash", rf"(?:{_W}|_)+(?:-[^\W\d_]+){{0,2}}(?:\\?/(?:{_W}|_)+(?:-[^\W\d_]+){{0,2}}){{1,2}}"),
         ("amp", r"[A-Z]+(?:&(?:amp;)?[A-Z]+)+"),
         ("word", rf"(?:{_W}|_)+(?:-(?:{_W}|_)+)*"),
@@ -78,14 +78,14 @@ _RULES: list[tuple[str, re.Pattern[str]]] = [
         (
             "apoword",
             r"[A-HJ-XZa-hj-xz]['\u2019][^\W\d_]{2,}|[^\W\d_]+[aeiouy]['\u2019][aeiou][^\W\d_]*"
-            r"|['\u2019]n['\u2019]?|(?:[lLdDjJ]|ol)['\u2019](?![^\W\d_])|['\u2019](?:em|till?|cause|[2-9]0s)(?![^\W\d_])"
-            r"|['\u2019][tT](?=(?:is|was)(?![^\W\d_]))|[yY]['\u2019](?=[^\W\d_])",
+            r"|['\u2019]n['\u2019]?|(?:[lLdDjJ]|ol)['\u2019]|['\u2019](?:em|till?|cause|[2-9]0s)"
+            r"|['\u2019][tT](?=is|was)|[yY]['\u2019](?=[^\W\d_])",
         ),
         ("redaux", r"['\u2019](?:[sSmMdD]|re|RE|ve|VE|ll|LL)(?![^\W\d_])"),
-        ("not", r"[nN]['\u2019][tT](?![^\W\d_])"),
+        ("not", r"[nN]['\u2019][tT][^\W\d_]*"),
         ("quotes", r"``|''"),
         ("dashes", r"--+"),
-        ("marks", r"[?!]+"),
+        ("marks", r"[?!]+|@+|#+"),
         (
             "fixed",
             r"&amp;|[\u201c\u201d\u00ab\u00bb\u2039\u203a\u2018\u201b`\u00a3\u20ac\u00a2\u2026\u2012-\u2015]",
@@ -130,9 +130,9 @@ def _period_token(name: str, tok: str, text: str, end: int) -> list[str]:
         return [tok]
     if stem.lower() in _FINAL or stem in _FINAL_CASED:
         return [tok, "."] if _sentence_end_follows(text, end) else [tok]
-    if stem.lower() in _NUMBER and re.match(r"[ \t\u00a0]+\d", text[end:]):
+    if stem.lower() in _NUMBER and re.match(r"\s*\d", text[end:]):
         return [tok]
-    return [stem, "."]
+    return [*_word_tokens(stem, "", 0), "."]
 
 
 def _word_tokens(tok: str, text: str, end: int) -> list[str]:
@@ -140,7 +140,7 @@ def _word_tokens(tok: str, text: str, end: int) -> list[str]:
     cut = _CONTRACTED.get(tok.lower())
     if cut and "-" not in tok:
         return [tok[:cut], tok[cut:]]
-    if len(tok) > 1 and tok[-1] in "nN" and re.match(r"['\u2019][tT](?![^\W\d_])", text[end:]):
+    if len(tok) > 1 and tok[-1] in "nN" and re.match(r"['\u2019][tT]", text[end:]):
         return [tok[:-1]]  # the "n" is re-scanned as part of "n't"
     return [tok]
 
