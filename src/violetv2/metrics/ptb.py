@@ -11,10 +11,12 @@ and the punctuation filter. The escaped brackets survive the filter, as in pycoc
 ``-LRB-`` but the tokens were already lower-cased to ``-lrb-``.
 
 The rules were derived from the behaviour of the 3.4.1 jar and are checked against it in
-``tests/test_metrics_caption.py``. Known differences (rare in captions): URLs and e-mail addresses are only
-roughly recognised, SGML-like ``<...>`` text, words joined by ``?``/``!``, and the curly apostrophe inside
-``rock’n’roll``. Carriage returns, form feeds and similar line breaks are treated as spaces (the Java
-tokenizer turns them into extra lines, which shifts every later caption in pycocoevalcap).
+``tests/test_metrics_caption.py`` (real annotation captions, tricky cases, space-separated random captions
+from a pool of tricky tokens: all identical). Known differences (rare in captions): tokens glued together
+without a space (``Dr.t-shirt``, ``a.m.He``, ``a?b``), runs of different quote characters (``”‘``), URLs
+and e-mail addresses (only roughly recognised). Carriage returns, form feeds and similar line breaks are
+treated as spaces (the Java tokenizer turns them into extra lines, which shifts every later caption in
+pycocoevalcap).
 """
 
 from __future__ import annotations
