@@ -109,7 +109,7 @@ def retrieval_ranks(scores: Tensor, text_to_video: Tensor, chunk: int = 256) -> 
         ranks of each captioned video (ascending column order) among all texts (see module docstring).
     """
     text_to_video = _check_scores(scores, text_to_video)
-    scores = scores.float()
+    scores = scores if scores.dtype == torch.float64 else scores.float()
     target = scores.gather(1, text_to_video[:, None])
     t2v = (scores >= target).sum(1)  # counts the positive itself: 1 + others >= it
     captioned = torch.unique(text_to_video)
