@@ -8,7 +8,8 @@ a registered submodule of the LightningModule, so it is never in the optimizer o
 - ``setup(device)`` loads the teacher (``from_pretrained(name_or_local_dir)``) and moves it; ``compute`` calls
   it lazily when needed;
 - ``compute(video)`` -> the target, under ``torch.no_grad()``, from the UNMASKED ImageNet-normalised clip
-  ``[b, t, 3, h, w]`` on the video's device;
+  ``[b, t, 3, h, w]`` on the video's device, in float32 whatever the training autocast (autocast is switched
+  off inside, the clip cast to float32, a teacher fed its own parameters' dtype and its output cast back);
 - ``loss(pred, target, mask, valid=None)`` -> scalar, on masked positions only (patch mask ``[b, t, gh, gw]``,
   True = masked, expanded to the target's resolution), optionally only for ``valid`` ``[b]`` clips;
 - ``metrics(pred, target, mask, valid=None)`` -> extra logged numbers (VQ: masked-token accuracy).
@@ -56,6 +57,7 @@ from violetv2.mvm.teachers import (
     CLIP_STD,
     denormalize,
     freeze,
+    full_precision,
     load_hf_teacher,
     load_raft,
     perceiver_flow,
@@ -63,6 +65,7 @@ from violetv2.mvm.teachers import (
     read_state_dict,
     renormalize,
     resize,
+    teacher_width,
 )
 from violetv2.tasks.losses import masked_mean
 
@@ -160,9 +163,15 @@ class MVMTarget:
 
     @torch.no_grad()
     def compute(self, video: Tensor) -> Tensor:
-        """The target from the unmasked ImageNet-normalised clip ``[b, t, 3, h, w]``."""
+        """The target from the unmasked ImageNet-normalised clip ``[b, t, 3, h, w]``.
+
+        Computed in float32 with autocast off whatever the caller's autocast (``bf16-mixed`` training); a
+        floating-point target is returned as float32, a discrete one (VQ codes) as int64.
+        """
         _frames(video)
-        return self._compute(video)
+        with full_precision(video.device):
+            out = self._compute(video.float())
+        return out.float() if out.is_floating_point() else out
 
     def _compute(self, video: Tensor) -> Tensor:
         raise NotImplementedError
@@ -251,6 +260,17 @@ class TeacherTarget(MVMTarget):
         if teacher is None or next(teacher.parameters()).device != video.device or teacher.training:
             self.setup(video.device)
         return self._teacher  # type: ignore[return-value]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The teacher's declared dtype (its floating-point parameters'; float32 as loaded by default)."""
+        teacher = self._teacher
+        params = [] if teacher is None else [p for p in teacher.parameters() if p.is_floating_point()]
+        return params[0].dtype if params else torch.float32
+
+    def _input(self, x: Tensor) -> Tensor:
+        """``x`` in the teacher's dtype (the teacher runs in its own precision, never the autocast's)."""
+        return x.to(self.dtype)
 
 
 # ------------------------------------------------------------------------------------------------ targets
@@ -363,7 +383,8 @@ class DepthTarget(_DenseTarget, TeacherTarget):
         teacher = self._ready(video)
         frames = _frames(video).float()
         x = renormalize(resize(denormalize(frames), self.input_size), (0.5,) * 3, (0.5,) * 3)
-        depth = resize(teacher(pixel_values=x).predicted_depth.unsqueeze(1), tuple(frames.shape[-2:]))
+        depth = teacher(pixel_values=self._input(x)).predicted_depth.float()
+        depth = resize(depth.unsqueeze(1), tuple(frames.shape[-2:]))
         mean, std = depth.mean((1, 2, 3), keepdim=True), depth.std((1, 2, 3), keepdim=True)
         return rearrange((depth - mean) / (std + 1e-6), "(b t) 1 h w -> b t 1 h w", b=video.shape[0])
 
@@ -435,13 +456,13 @@ class FlowTarget(_DenseTarget, TeacherTarget):
         teacher = self._ready(video)
         rgb = denormalize(_frames(video).float()).clamp(0, 1)
         rgb = rearrange(rgb, "(b t) c h w -> b t c h w", b=b)
-        first = rearrange(rgb[:, :-1], "b t c h w -> (b t) c h w")
-        second = rearrange(rgb[:, 1:], "b t c h w -> (b t) c h w")
+        first = self._input(rearrange(rgb[:, :-1], "b t c h w -> (b t) c h w"))
+        second = self._input(rearrange(rgb[:, 1:], "b t c h w -> (b t) c h w"))
         if self.backend == "perceiver":
             flow = perceiver_flow(teacher, first, second)  # [(b t-1), 2, h, w]
         else:
             flow = raft_flow(teacher, first, second, self.raft_iterations)
-        return rearrange(flow, "(b t) c h w -> b t c h w", b=b)
+        return rearrange(flow.float(), "(b t) c h w -> b t c h w", b=b)
 
     def valid(self, target: Tensor) -> Tensor:
         """``[b]`` bool: clips whose largest flow magnitude is below ``max_magnitude`` (and with a pair)."""
@@ -502,7 +523,7 @@ class VQTarget(TeacherTarget):
         teacher = self._ready(video)
         frames = _frames(video).float()
         x = resize(denormalize(frames).clamp(0, 1), self.input_size, "bilinear") * 0.8 + 0.1
-        codes = teacher.get_codebook_indices(x)  # [n, h/8, w/8]
+        codes = teacher.get_codebook_indices(self._input(x))  # [n, h/8, w/8]
         size = (frames.shape[-2] // 8, frames.shape[-1] // 8)
         if tuple(codes.shape[-2:]) != size:
             codes = F.interpolate(codes[:, None].float(), size=size, mode="nearest")[:, 0].long()
@@ -535,7 +556,8 @@ class SIFTarget(_FeatureTarget, TeacherTarget):
 
     Args:
         model_name_or_path: Hub id or local ``save_pretrained`` directory.
-        feature_dim: Teacher width; ``None`` reads it from the teacher config (no weights loaded).
+        feature_dim: Teacher width; ``None`` looks it up in ``TEACHER_WIDTHS`` or a local directory's
+            ``config.json`` (no download, no weights loaded).
     """
 
     name = "sif"
@@ -550,10 +572,7 @@ class SIFTarget(_FeatureTarget, TeacherTarget):
 
     def _width(self) -> int:
         if self.feature_dim is None:
-            from transformers import AutoConfig
-
-            cfg = AutoConfig.from_pretrained(self.model_name_or_path)
-            self.feature_dim = int(cfg.embed_dim * 2 ** (len(cfg.depths) - 1))
+            self.feature_dim = teacher_width(self.model_name_or_path, "swin")
         return self.feature_dim
 
     def build_head(self, cfg: VioletConfig) -> nn.Module:
@@ -565,8 +584,8 @@ class SIFTarget(_FeatureTarget, TeacherTarget):
         native = getattr(teacher.config, "image_size", None)
         if isinstance(native, int) and min(frames.shape[-2:]) < native:
             frames = resize(frames, native)  # its windows need at least its native size
-        out = teacher(pixel_values=frames, output_hidden_states=True)
-        last = out.hidden_states[-1]  # [n, h'*w', C], before the final LayerNorm
+        out = teacher(pixel_values=self._input(frames), output_hidden_states=True)
+        last = out.hidden_states[-1].float()  # [n, h'*w', C], before the final LayerNorm
         side = math.isqrt(last.shape[1])
         feat = _to_grid(rearrange(last, "n (h w) c -> n c h w", h=side), _grid(video))
         return rearrange(feat, "(b t) c h w -> b t (h w) c", b=video.shape[0])
@@ -581,7 +600,8 @@ class CLIPTarget(_FeatureTarget, TeacherTarget):
 
     Args:
         model_name_or_path: Hub id or local ``save_pretrained`` directory.
-        feature_dim: Teacher width; ``None`` reads it from the teacher config.
+        feature_dim: Teacher width; ``None`` looks it up in ``TEACHER_WIDTHS`` or a local directory's
+            ``config.json`` (no download).
     """
 
     name = "clip"
@@ -596,9 +616,7 @@ class CLIPTarget(_FeatureTarget, TeacherTarget):
 
     def _width(self) -> int:
         if self.feature_dim is None:
-            from transformers import CLIPVisionConfig
-
-            self.feature_dim = int(CLIPVisionConfig.from_pretrained(self.model_name_or_path).hidden_size)
+            self.feature_dim = teacher_width(self.model_name_or_path, "clip")
         return self.feature_dim
 
     def build_head(self, cfg: VioletConfig) -> nn.Module:
@@ -608,7 +626,8 @@ class CLIPTarget(_FeatureTarget, TeacherTarget):
         teacher = self._ready(video)
         x = renormalize(denormalize(_frames(video).float()), CLIP_MEAN, CLIP_STD)
         interpolate = x.shape[-1] != teacher.config.image_size or x.shape[-2] != teacher.config.image_size
-        tokens = teacher(pixel_values=x, interpolate_pos_encoding=interpolate).last_hidden_state[:, 1:]
+        out = teacher(pixel_values=self._input(x), interpolate_pos_encoding=interpolate)
+        tokens = out.last_hidden_state[:, 1:].float()
         side = x.shape[-2] // teacher.config.patch_size
         feat = _to_grid(rearrange(tokens, "n (h w) c -> n c h w", h=side), _grid(video))
         return rearrange(feat, "(b t) c h w -> b t (h w) c", b=video.shape[0])
@@ -664,7 +683,7 @@ class VidSwinTarget(_FeatureTarget, TeacherTarget):
 
     def _compute(self, video: Tensor) -> Tensor:
         teacher = self._ready(video)
-        out = teacher(rearrange(video.float(), "b t c h w -> b c t h w"))  # [b, C, t, h', w']
+        out = teacher(self._input(rearrange(video, "b t c h w -> b c t h w"))).float()  # [b, C, t, h', w']
         feat = _to_grid(rearrange(out, "b c t h w -> (b t) c h w"), _grid(video))
         return rearrange(feat, "(b t) c h w -> b t (h w) c", b=video.shape[0])
 
@@ -734,8 +753,9 @@ class MVMTargets:
 
     @torch.no_grad()
     def compute(self, video: Tensor) -> dict[str, Tensor]:
-        """Every target from the unmasked clip ``[b, t, 3, h, w]``."""
-        return {n: t.compute(video) for n, t in self.targets.items()}
+        """Every target from the unmasked clip ``[b, t, 3, h, w]``, in float32 whatever the autocast."""
+        with full_precision(video.device):
+            return {n: t.compute(video) for n, t in self.targets.items()}
 
     def predict(self, heads: Mapping[str, nn.Module], patches: Tensor) -> dict[str, Tensor]:
         """Every head on the fused patch tokens ``[b, t, gh*gw, d]``."""
