@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..rng import uniform
+
 __all__ = [
     "IGNORE_INDEX",
     "bidirectional_contrastive_loss",
@@ -37,10 +39,9 @@ IGNORE_INDEX = -100
 def _rand(
     shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device | str | None
 ) -> Tensor:
-    """U[0, 1) noise drawn on the generator's device, returned on ``device``."""
-    where = generator.device if generator is not None else device
-    noise = torch.rand(shape, generator=generator, device=where)
-    return noise if device is None else noise.to(device)
+    """U[0, 1) noise drawn on the generator's device, returned on ``device``; a list of generators (one per
+    row: the per-sample streams of :mod:`violetv2.rng`) draws each row from its own."""
+    return uniform(shape, generator, device)
 
 
 # ----------------------------------------------------------------------------------------------- VTM

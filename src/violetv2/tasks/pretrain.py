@@ -10,11 +10,19 @@ One training step:
 4. MLM + MVM on one forward of the masked clip (patches zeroed in the normalised frame, or a learned token)
    with the masked text (15% of the non-special tokens -> ``[MASK]``);
 5. ``loss = w_vtm * vtm + w_mlm * mlm + w_mvm * mvm`` (published: equal weights).
+
+Randomness (masks, MLM positions, VTM negatives) comes from per-sample streams (:mod:`violetv2.rng`) keyed by
+the seed, the step and the row's position in the global batch: different on every rank, the same after a
+resume, the same when one process runs the whole global batch; validation draws are keyed by
+``(dataloader_idx, batch_idx)`` and so are the same every epoch.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
+from collections.abc import Hashable, Iterator
 from typing import Any, Literal
 
 import torch
@@ -25,6 +33,7 @@ from ..data.batch import VideoTextBatch
 from ..models.violet import VioletModel
 from ..mvm.masking import MaskSampler, apply_mask
 from ..mvm.targets import MVMTargets, build_targets
+from ..rng import SampleStreams
 from .base import VioletModule
 from .losses import mask_tokens, mlm_loss, pair_indices, vtm_loss, vtm_pairs
 
@@ -78,6 +87,8 @@ class PretrainModule(VioletModule):
         mlm_mode: ``mask`` (always ``[MASK]``, published) or ``bert`` (80/10/10).
         loss_weights: Weights of ``vtm``, ``mlm``, ``mvm`` (published: all 1).
         tokenizer: Tokenizer name or directory to read special-token ids from (default: bert-base-uncased ids).
+        rng_seed: Seed of the per-sample random streams (masks, MLM positions, VTM negatives); ``None``: the
+            run's ``seed_everything`` seed (``PL_GLOBAL_SEED``), else 0.
         **kwargs: :class:`~violetv2.VioletModule` arguments (preset, config, lr, ...).
     """
 
@@ -94,6 +105,7 @@ class PretrainModule(VioletModule):
         mlm_mode: Literal["mask", "bert"] = "mask",
         loss_weights: dict[str, float] | None = None,
         tokenizer: str | None = None,
+        rng_seed: int | None = None,
         **kwargs: Any,
     ) -> None:
         self.mvm_targets: MVMTargets = build_targets(mvm_targets or {"sif": 1.0}, mvm_target_options)
@@ -107,6 +119,7 @@ class PretrainModule(VioletModule):
         self.loss_weights = weights
         self._special: SpecialTokens | None = None
         self._step_start = self._step_end = None
+        self._streams: SampleStreams | None = None
 
     @property
     def special(self) -> SpecialTokens:
@@ -114,6 +127,32 @@ class PretrainModule(VioletModule):
         if self._special is None:
             self._special = SpecialTokens(self.hparams.tokenizer)
         return self._special
+
+    # ------------------------------------------------------------------ randomness
+    @contextlib.contextmanager
+    def random_streams(self, batch_size: int, *context: Hashable) -> Iterator[SampleStreams]:
+        """Draw this batch's masks, MLM positions and negatives from per-sample streams keyed by ``context``.
+
+        Row ``i`` of rank ``r`` is global position ``r * batch_size + i``. Outside the context (e.g. a direct
+        :meth:`pretrain_losses` call) draws come from the global RNG.
+        """
+        seed = self.hparams.get("rng_seed")
+        seed = int(os.environ.get("PL_GLOBAL_SEED", 0)) if seed is None else seed
+        start = self.global_rank * batch_size
+        self._streams = SampleStreams(seed, context, range(start, start + batch_size))
+        try:
+            yield self._streams
+        finally:
+            self._streams = None
+
+    def _generators(self, purpose: str) -> list[torch.Generator] | None:
+        """Per-row generators of the current batch for ``purpose``, or ``None`` (global RNG)."""
+        return None if self._streams is None else self._streams.generators(purpose)
+
+    def _train_step_index(self, batch_idx: int) -> int:
+        """Batches started since the run began (Lightning checkpoints it, so a resume continues it)."""
+        trainer = self._trainer
+        return batch_idx if trainer is None else int(trainer.fit_loop.epoch_loop.total_batch_idx)
 
     def build_model(self) -> VioletModel:
         model = super().build_model()
@@ -124,7 +163,9 @@ class PretrainModule(VioletModule):
     def vtm(self, batch: VideoTextBatch, video_tokens: Tensor, grid: tuple[int, int]) -> dict[str, Tensor]:
         """VTM over each video's own text and in-batch negatives (video tokens encoded once)."""
         b, t = batch.video.shape[:2]
-        pairs = vtm_pairs(b, self.hparams.vtm_negatives, device=self.device)
+        pairs = vtm_pairs(
+            b, self.hparams.vtm_negatives, generator=self._generators("vtm"), device=self.device
+        )
         vid, txt = pair_indices(pairs)
         fused = self.model.backbone.fuse(
             video_tokens[vid], batch.text_ids[txt], batch.text_mask[txt], frames=t, grid=grid
@@ -143,7 +184,9 @@ class PretrainModule(VioletModule):
                 )
             video_att = rearrange(fused.attention[:, : fused.num_video_tokens], "b (t n) -> b t n", t=t)
             attention = video_att[:, :, 1:]  # patch tokens only
-        return self.mask_sampler(b, t, *grid, attention=attention, device=self.device)
+        return self.mask_sampler(
+            b, t, *grid, attention=attention, generator=self._generators("mask"), device=self.device
+        )
 
     def pretrain_losses(self, batch: VideoTextBatch) -> dict[str, Tensor]:
         """Every loss and metric of one batch (``"loss"`` is the weighted total)."""
@@ -166,6 +209,7 @@ class PretrainModule(VioletModule):
             special_ids=self.special.all,
             prob=self.hparams.mlm_prob,
             mode=self.hparams.mlm_mode,
+            generator=self._generators("mlm"),
         )
         fused = self.model(masked_video, masked_ids, batch.text_mask)
         out.update({f"mlm_{k}": v for k, v in mlm_loss(self.model.mlm_logits(fused), labels).items()})
@@ -184,7 +228,8 @@ class PretrainModule(VioletModule):
             self.log("perf/data_time", self._step_start - self._step_end, batch_size=1)
 
     def training_step(self, batch: VideoTextBatch, batch_idx: int) -> Tensor:
-        out = self.pretrain_losses(batch)
+        with self.random_streams(len(batch), "train", self._train_step_index(batch_idx)):
+            out = self.pretrain_losses(batch)
         b = len(batch)
         self.log_dict({f"train/{k}": v.float() for k, v in out.items() if k != "loss"}, batch_size=b)
         self.log("train/loss", out["loss"], batch_size=b, prog_bar=True)
@@ -197,6 +242,30 @@ class PretrainModule(VioletModule):
         self.log("perf/step_time", step, batch_size=1)
         self.log("perf/clips_per_s", len(batch) / max(step, 1e-9), batch_size=1, prog_bar=True)
 
-    def validation_step(self, batch: VideoTextBatch, batch_idx: int) -> None:
-        out = self.pretrain_losses(batch)
-        self.log_dict({f"val/{k}": v.float() for k, v in out.items()}, batch_size=len(batch), sync_dist=True)
+    def validation_step(self, batch: VideoTextBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        """Losses of one validation batch, logged as ``val/<k>``, or ``val/<source>/<k>`` with several sources.
+
+        ``<source>`` is the key of the source when the validation dataloaders come as a mapping, else its
+        index. Masks, MLM positions and negatives depend only on ``(dataloader_idx, batch_idx)`` and the row,
+        never on the epoch, so the losses of two epochs are comparable.
+        """
+        with self.random_streams(len(batch), "val", dataloader_idx, batch_idx):
+            out = self.pretrain_losses(batch)
+        prefix = f"val/{self._val_source(dataloader_idx)}/" if self._num_val_sources() > 1 else "val/"
+        self.log_dict(
+            {f"{prefix}{k}": v.float() for k, v in out.items()},
+            batch_size=len(batch),
+            sync_dist=True,
+            add_dataloader_idx=False,
+        )
+
+    def _num_val_sources(self) -> int:
+        trainer = self._trainer
+        return 1 if trainer is None else len(trainer.num_val_batches)
+
+    def _val_source(self, dataloader_idx: int) -> str:
+        """The name of validation source ``dataloader_idx``: its key in a mapping of loaders, else the index."""
+        loaders = None if self._trainer is None else self._trainer.val_dataloaders
+        if isinstance(loaders, dict):
+            return str(list(loaders)[dataloader_idx])
+        return str(dataloader_idx)
