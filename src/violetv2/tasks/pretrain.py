@@ -14,7 +14,8 @@ One training step:
 Randomness (masks, MLM positions, VTM negatives) comes from per-sample streams (:mod:`violetv2.rng`) keyed by
 the seed, the step and the row's position in the global batch: different on every rank, the same after a
 resume, the same when one process runs the whole global batch; validation draws are keyed by
-``(dataloader_idx, batch_idx)`` and so are the same every epoch.
+``(dataloader_idx, batch_idx)`` and so are the same every epoch. The global torch RNG (dropout) is re-seeded
+from ``(seed, rank, step)`` at every training batch, so it too differs between ranks and repeats on resume.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from ..data.batch import VideoTextBatch
 from ..models.violet import VioletModel
 from ..mvm.masking import MaskSampler, apply_mask
 from ..mvm.targets import MVMTargets, build_targets
-from ..rng import SampleStreams
+from ..rng import SampleStreams, stream_seed
 from .base import VioletModule
 from .losses import mask_tokens, mlm_loss, pair_indices, vtm_loss, vtm_pairs
 
@@ -136,14 +137,16 @@ class PretrainModule(VioletModule):
         Row ``i`` of rank ``r`` is global position ``r * batch_size + i``. Outside the context (e.g. a direct
         :meth:`pretrain_losses` call) draws come from the global RNG.
         """
-        seed = self.hparams.get("rng_seed")
-        seed = int(os.environ.get("PL_GLOBAL_SEED", 0)) if seed is None else seed
         start = self.global_rank * batch_size
-        self._streams = SampleStreams(seed, context, range(start, start + batch_size))
+        self._streams = SampleStreams(self._seed(), context, range(start, start + batch_size))
         try:
             yield self._streams
         finally:
             self._streams = None
+
+    def _seed(self) -> int:
+        seed = self.hparams.get("rng_seed")
+        return int(os.environ.get("PL_GLOBAL_SEED", 0)) if seed is None else int(seed)
 
     def _generators(self, purpose: str) -> list[torch.Generator] | None:
         """Per-row generators of the current batch for ``purpose``, or ``None`` (global RNG)."""
@@ -223,6 +226,10 @@ class PretrainModule(VioletModule):
 
     # ------------------------------------------------------------------ Lightning hooks
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # what still draws from the global RNG (dropout, drop-path) gets a stream of its own per rank and step
+        torch.manual_seed(
+            stream_seed(self._seed(), "torch", self.global_rank, self._train_step_index(batch_idx))
+        )
         self._step_start = time.perf_counter()
         if self._step_end is not None:  # time between the previous step's end and now: waiting for data
             self.log("perf/data_time", self._step_start - self._step_end, batch_size=1)
