@@ -56,9 +56,15 @@ def _full_precision(fn: _F) -> _F:
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        device = next(a.device for a in args if isinstance(a, Tensor))
-        args = tuple(a.float() if isinstance(a, Tensor) and a.dtype in _LOW_PRECISION else a for a in args)
-        with torch.autocast(device.type, enabled=False):
+        def full(x: object) -> object:
+            return x.float() if isinstance(x, Tensor) and x.dtype in _LOW_PRECISION else x
+
+        tensors = [x for x in (*args, *kwargs.values()) if isinstance(x, Tensor)]
+        device_type = tensors[0].device.type if tensors else "cpu"
+        args, kwargs = tuple(full(a) for a in args), {k: full(v) for k, v in kwargs.items()}
+        if not torch.amp.is_autocast_available(device_type):
+            return fn(*args, **kwargs)
+        with torch.autocast(device_type, enabled=False):
             return fn(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
