@@ -98,9 +98,13 @@ def test_mlm_positions_and_negatives_from_per_row_streams() -> None:
 # ------------------------------------------------------------------ the pre-training module
 
 
-def _draws(module: PretrainModule, batch: VideoTextBatch, rank: int, monkeypatch, step: int = 5):
-    """(patch mask, MLM labels, VTM pairs) drawn by ``rank`` at training step ``step``."""
-    monkeypatch.setattr(PretrainModule, "global_rank", property(lambda self: rank))
+def _rows(batch: VideoTextBatch, index: slice) -> VideoTextBatch:
+    return VideoTextBatch(batch.video[index], batch.text_ids[index], batch.text_mask[index])
+
+
+def _draws(module: PretrainModule, batch: VideoTextBatch, rank: int, world: int, monkeypatch, step: int = 5):
+    """(patch mask, MLM labels, VTM pairs) drawn by ``rank`` of ``world`` at training step ``step``."""
+    monkeypatch.setattr(PretrainModule, "_rank_and_world", lambda self: (rank, world))
     grid = module.model.backbone.grid(batch.video)
     with module.random_streams(len(batch), "train", step):
         mask = module.patch_mask(batch, grid)
@@ -111,28 +115,27 @@ def _draws(module: PretrainModule, batch: VideoTextBatch, rank: int, monkeypatch
     return mask, labels, pairs
 
 
+def _interleave(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Rows a0 b0 a1 b1 ...: the global batch a DistributedSampler deals to 2 ranks as a and b."""
+    return torch.stack([a, b], 1).flatten(0, 1)
+
+
 def test_two_ranks_draw_different_masks_one_process_draws_both(monkeypatch) -> None:
     module = _module(masking=["random", "blockwise"], mask_ratio=0.3)
-    batch = _batch(2 * B)
-    rank0 = _draws(
-        module, VideoTextBatch(batch.video[:B], batch.text_ids[:B], batch.text_mask[:B]), 0, monkeypatch
-    )
-    rank1 = _draws(
-        module, VideoTextBatch(batch.video[B:], batch.text_ids[B:], batch.text_mask[B:]), 1, monkeypatch
-    )
+    batch = _batch(2 * B)  # global batch; a DistributedSampler gives rank r the rows r, r + 2, ...
+    rank0 = _draws(module, _rows(batch, slice(0, None, 2)), 0, 2, monkeypatch)
+    rank1 = _draws(module, _rows(batch, slice(1, None, 2)), 1, 2, monkeypatch)
     assert not torch.equal(rank0[0], rank1[0])  # different masks on the two ranks ...
     assert not torch.equal(rank0[1], rank1[1])  # ... and different MLM positions
-    single = _draws(module, batch, 0, monkeypatch)  # one process, the global batch of 2B
-    assert torch.equal(single[0], torch.cat([rank0[0], rank1[0]]))
-    assert torch.equal(single[1], torch.cat([rank0[1], rank1[1]]))
-    again = _draws(
-        module, VideoTextBatch(batch.video[B:], batch.text_ids[B:], batch.text_mask[B:]), 1, monkeypatch
-    )
+    single = _draws(module, batch, 0, 1, monkeypatch)  # one process, the global batch of 2B
+    assert torch.equal(single[0], _interleave(rank0[0], rank1[0]))
+    assert torch.equal(single[1], _interleave(rank0[1], rank1[1]))
+    again = _draws(module, _rows(batch, slice(1, None, 2)), 1, 2, monkeypatch)
     assert all(torch.equal(a, b) for a, b in zip(rank1, again))  # same rank, same step: same draws
-    later = _draws(
-        module, VideoTextBatch(batch.video[B:], batch.text_ids[B:], batch.text_mask[B:]), 1, monkeypatch, 6
-    )
+    later = _draws(module, _rows(batch, slice(1, None, 2)), 1, 2, monkeypatch, step=6)
     assert not torch.equal(rank1[0], later[0])
+    short = _draws(module, _rows(batch, slice(1, 4, 2)), 1, 2, monkeypatch)  # a short last batch: no overlap
+    assert torch.equal(short[0], rank1[0][:2])
 
 
 class _Recorder(L.Callback):

@@ -7,9 +7,10 @@ of ``(seed, stage, step, global position, purpose)``:
 - ``stage, step``: ``("train", batch counter)`` in training (the counter is Lightning's ``total_batch_idx``,
   part of the checkpoint, so a resumed run draws what the uninterrupted run drew), ``("val", dataloader_idx,
   batch_idx)`` in validation (the same masks every epoch, so validation losses compare);
-- global position: ``rank * b + i`` for row ``i`` of rank ``rank``'s batch of ``b``, i.e. the row's position in
-  the global batch (rank 0's rows, then rank 1's, ...). Two ranks never share a stream, and one process
-  running the concatenated global batch draws exactly what the ranks drew;
+- global position: ``rank + world_size * i`` for row ``i`` of rank ``rank``'s batch, i.e. the row's position in
+  the global batch as a ``DistributedSampler`` deals it (global row ``p`` goes to rank ``p % world_size``). Two
+  ranks never share a stream (whatever their batch sizes), and one process running the global batch draws
+  exactly what the ranks drew;
 - purpose: ``"mask"``, ``"mlm"``, ``"vtm"``: independent streams, so enabling one draw never shifts another.
 
 A function taking ``generator`` accepts a list of generators, one per row (see :func:`uniform`). Draws happen on
@@ -76,7 +77,7 @@ class SampleStreams:
     Args:
         seed: Base seed (the run's ``seed_everything`` seed by default in the task modules).
         context: What identifies the batch: ``("train", step)`` or ``("val", dataloader_idx, batch_idx)``.
-        positions: Global position of every row (``rank * b + i``).
+        positions: Global position of every row (``rank + world_size * i``).
 
     >>> a = SampleStreams(0, ("train", 7), [2, 3]).generators("mask")
     >>> b = SampleStreams(0, ("train", 7), [0, 1, 2, 3]).generators("mask")[2:]

@@ -22,8 +22,9 @@ activation memory of the default), and the B matched masked pairs join the B*O V
 (B more sequences than the default).
 
 Randomness (masks, MLM positions, VTM negatives) comes from per-sample streams (:mod:`violetv2.rng`) keyed by
-the seed, the step and the row's position in the global batch: different on every rank, the same after a
-resume, the same when one process runs the whole global batch; validation draws are keyed by
+the seed, the step and the row's position in the global batch (row ``i`` of rank ``r`` of ``w`` is global row
+``r + w * i``, the layout of a ``DistributedSampler``): different on every rank, the same after a resume, the
+same when one process runs the whole global batch; validation draws are keyed by
 ``(dataloader_idx, batch_idx)`` and so are the same every epoch. The global torch RNG (dropout) is re-seeded
 from ``(seed, rank, step)`` at every training batch, so it too differs between ranks and repeats on resume.
 """
@@ -157,15 +158,21 @@ class PretrainModule(VioletModule):
     def random_streams(self, batch_size: int, *context: Hashable) -> Iterator[SampleStreams]:
         """Draw this batch's masks, MLM positions and negatives from per-sample streams keyed by ``context``.
 
-        Row ``i`` of rank ``r`` is global position ``r * batch_size + i``. Outside the context (e.g. a direct
-        :meth:`pretrain_losses` call) draws come from the global RNG.
+        Row ``i`` of rank ``r`` of ``w`` is global position ``r + w * i`` (unique whatever the ranks' batch
+        sizes; a ``DistributedSampler`` hands rank ``r`` exactly those rows of the global batch). Outside the
+        context (e.g. a direct :meth:`pretrain_losses` call) draws come from the global RNG.
         """
-        start = self.global_rank * batch_size
-        self._streams = SampleStreams(self._seed(), context, range(start, start + batch_size))
+        rank, world = self._rank_and_world()
+        positions = [rank + world * i for i in range(batch_size)]
+        self._streams = SampleStreams(self._seed(), context, positions)
         try:
             yield self._streams
         finally:
             self._streams = None
+
+    def _rank_and_world(self) -> tuple[int, int]:
+        trainer = self._trainer
+        return (0, 1) if trainer is None else (trainer.global_rank, trainer.world_size)
 
     def _seed(self) -> int:
         seed = self.hparams.get("rng_seed")
