@@ -1,7 +1,9 @@
 """A few tiny pre-training steps on one process or under Lightning's DDP (CPU, gloo); used by test_ddp.py.
 
-``python _ddp_pretrain.py --devices 2 --global-batch 8 --steps 3 --out DIR``: every process trains on its slice
-``[rank * b, (rank + 1) * b)`` of the same global batches (``b = global_batch / devices``) and writes
+``python _ddp_pretrain.py --devices 2 --global-batch 8 --steps 3 --out DIR``: every process trains on batches
+of ``global_batch / devices`` samples dealt by Lightning's ``DistributedSampler`` (rank ``r`` gets rows
+``r, r + w, ...`` of each global batch of its permutation; one process reads that permutation in order) and
+writes
 ``DIR/rank<r>.pt``: the patch masks and the loss of every step, and (rank 0) the initial and final weights. ``--optimizer``:
 the module's AdamW (default) or SGD.
 
@@ -20,40 +22,32 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from violetv2.data.batch import VideoTextBatch
 from violetv2.tasks.pretrain import PretrainModule
 
 
-def global_batches(steps: int, size: int, frames: int = 2, length: int = 10) -> list[VideoTextBatch]:
-    """The same deterministic global batches in every process."""
-    out = []
-    for step in range(steps):
-        g = torch.Generator().manual_seed(1000 + step)
-        ids = torch.randint(1000, 1020, (size, length), generator=g)
-        ids[:, 0], ids[:, -1] = 101, 102  # [CLS] ... [SEP], no padding: the same token count in every row
-        video = torch.randn(size, frames, 3, 64, 64, generator=g)
-        out.append(VideoTextBatch(video=video, text_ids=ids, text_mask=torch.ones_like(ids)))
-    return out
+class Samples(Dataset):
+    """Deterministic samples (the same in every process); text without padding, so that every row has the
+    same token count."""
+
+    def __init__(self, size: int, frames: int = 2, length: int = 10) -> None:
+        self.size, self.frames, self.length = size, frames, length
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        g = torch.Generator().manual_seed(1000 + i)
+        ids = torch.randint(1000, 1020, (self.length,), generator=g)
+        ids[0], ids[-1] = 101, 102  # [CLS] ... [SEP]
+        return torch.randn(self.frames, 3, 64, 64, generator=g), ids
 
 
-def rows(batch: VideoTextBatch, start: int, stop: int) -> VideoTextBatch:
-    """Rows ``[start, stop)`` of a batch."""
-    return VideoTextBatch(batch.video[start:stop], batch.text_ids[start:stop], batch.text_mask[start:stop])
-
-
-class RankSlices(L.LightningDataModule):
-    """Rank ``r`` of ``w`` gets rows ``[r * b, (r + 1) * b)`` of every global batch."""
-
-    def __init__(self, batches: list[VideoTextBatch]) -> None:
-        super().__init__()
-        self.batches = batches
-
-    def train_dataloader(self) -> DataLoader:
-        rank, world = self.trainer.global_rank, self.trainer.world_size
-        b = len(self.batches[0]) // world
-        return DataLoader([rows(x, rank * b, (rank + 1) * b) for x in self.batches], batch_size=None)
+def collate(samples: list[tuple[torch.Tensor, torch.Tensor]]) -> VideoTextBatch:
+    video, ids = (torch.stack(x) for x in zip(*samples))
+    return VideoTextBatch(video=video, text_ids=ids, text_mask=torch.ones_like(ids))
 
 
 class Record(L.Callback):
@@ -105,10 +99,21 @@ def main() -> None:
     initial = {k: v.detach().clone() for k, v in module.state_dict().items()}
     trainer = L.Trainer(
         accelerator="cpu", devices=args.devices, strategy="ddp" if args.devices > 1 else "auto",
-        max_steps=args.steps, use_distributed_sampler=False, logger=False, enable_checkpointing=False,
+        max_steps=args.steps, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, callbacks=[record],
     )  # fmt: skip
-    trainer.fit(module, datamodule=RankSlices(global_batches(args.steps, args.global_batch)))
+    # Under DDP Lightning puts its DistributedSampler in (shuffled with seed PL_GLOBAL_SEED + epoch): rank r of w
+    # gets perm[r], perm[r + w], ...; one process reads the same permutation in order, so that its global
+    # batch k is perm[k * global_batch : (k + 1) * global_batch], dealt to the ranks as the sampler deals it
+    data = Samples(args.steps * args.global_batch)
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0)).tolist()
+    loader = DataLoader(
+        data,
+        batch_size=args.global_batch // args.devices,
+        sampler=order if args.devices == 1 else None,
+        collate_fn=collate,
+    )
+    trainer.fit(module, loader)
     out = {"masks": record.masks, "losses": record.losses, "world_size": trainer.world_size}
     if trainer.global_rank == 0:
         out["state_dict"] = {k: v.detach().cpu() for k, v in module.state_dict().items()}

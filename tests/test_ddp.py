@@ -1,8 +1,9 @@
 """Two CPU processes under Lightning's DDP (gloo) train like one process on the same global batch.
 
-Runs ``_ddp_pretrain.py`` twice (2 ranks x b = 4, then 1 process x 8): the masks of the global batch are the
-same (row ``i`` of rank ``r`` draws from the stream of global position ``r * b + i``), the mean of the ranks'
-losses equals the single process's loss, and the weights after 3 SGD steps agree. Tolerances: losses
+Runs ``_ddp_pretrain.py`` twice (2 ranks x b = 4 dealt by Lightning's ``DistributedSampler``, then 1 process
+x 8): the masks of the global batch are the same (row ``i`` of rank ``r`` of ``w`` draws from the stream of
+global row ``r + w * i``, the row the sampler gave it), the mean of the ranks' losses equals the single
+process's loss, and the weights after 3 SGD steps agree. Tolerances: losses
 ``rel=1e-6``; weights, per tensor, ``|delta_ddp - delta_single| <= 1e-4 * |delta_single| + 1e-9`` (norms of the
 updates; the floor covers parameters whose exact gradient is 0, e.g. attention key biases, where both runs only
 see rounding noise of ~1e-13). SGD rather than AdamW for the weights: Adam's normalisation turns that rounding
@@ -47,7 +48,10 @@ def test_ddp_steps_match_one_process_on_the_global_batch(tmp_path: Path) -> None
     assert sorted(single["masks"]) == sorted(rank0["masks"]) == [0, 1, 2]
     for step in range(3):
         assert not torch.equal(rank0["masks"][step], rank1["masks"][step])  # the ranks draw different masks
-        assert torch.equal(single["masks"][step], torch.cat([rank0["masks"][step], rank1["masks"][step]]))
+        dealt = torch.stack([rank0["masks"][step], rank1["masks"][step]], 1).flatten(
+            0, 1
+        )  # rows r0 r1 r0 ...
+        assert torch.equal(single["masks"][step], dealt)
         ddp_loss = (rank0["losses"][step] + rank1["losses"][step]) / 2
         assert ddp_loss == pytest.approx(single["losses"][step], rel=1e-6), step
     assert all(torch.equal(v, rank0["initial"][k]) for k, v in single["initial"].items())
