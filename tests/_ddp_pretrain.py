@@ -24,6 +24,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from violetv2.callbacks.teachers import MVMTeacherCallback
 from violetv2.data.batch import VideoTextBatch
 from violetv2.tasks.pretrain import PretrainModule
 
@@ -100,7 +101,7 @@ def main() -> None:
     trainer = L.Trainer(
         accelerator="cpu", devices=args.devices, strategy="ddp" if args.devices > 1 else "auto",
         max_steps=args.steps, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, callbacks=[record],
+        enable_progress_bar=False, enable_model_summary=False, callbacks=[record, MVMTeacherCallback()],
     )  # fmt: skip
     # Under DDP Lightning puts its DistributedSampler in (shuffled with seed PL_GLOBAL_SEED + epoch): rank r of w
     # gets perm[r], perm[r + w], ...; one process reads the same permutation in order, so that its global
