@@ -4,7 +4,9 @@ The LightningModule owns an :class:`~violetv2.mvm.targets.MVMTargets` as a plain
 ``mvm_targets``; a plain object, so its teachers are not submodules) and calls
 ``self.mvm_targets.compute(batch.video)`` in its steps. This callback only manages the teachers:
 
-- ``setup``: loads every teacher (``from_pretrained``) before the first batch, so a bad path fails early;
+- ``setup``: loads every teacher (``from_pretrained``) before the first batch, so a bad path fails early: the
+  first process of each node first (it fills the Hugging Face cache), then, after a barrier, the others;
+  nothing is loaded or downloaded when the module is built (head widths come from a local table);
 - ``on_fit_start`` / ``on_*_start`` / every batch start: moves them to the module's device and back to
   ``eval()`` (``pl_module.train()`` never reaches them, but a user might call ``.train()`` on one);
 - ``on_save_checkpoint``: records ``checkpoint["mvm_targets"]`` (names, options, weights: no tensors) and
@@ -54,7 +56,14 @@ class MVMTeacherCallback(L.Callback):
                 teacher.eval()
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        self.targets(pl_module).setup(pl_module.device)
+        targets = self.targets(pl_module)
+        first = trainer.local_rank == 0
+        if first:
+            targets.setup(pl_module.device)
+        if trainer.world_size > 1:
+            trainer.strategy.barrier("mvm_teachers_loaded_on_local_rank_0")
+        if not first:
+            targets.setup(pl_module.device)
         self._check_not_registered(pl_module)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -11,13 +11,19 @@ Two settings, one code path:
   histograms averaged over the cell (``sum / 64``), block 1x1 L2 normalisation ``v / sqrt(|v|^2 + 1e-10)``:
   :func:`skimage_hog` matches ``hog(img, 9, (8, 8), (1, 1), "L2", feature_vector=False)``, and
   :func:`hog_visualisation` matches its ``visualize=True`` image (same Bresenham line stencils).
+
+Every public function runs in full precision whatever the caller's autocast: half / bfloat16 inputs are
+computed in float32 with autocast disabled (in bfloat16 the flat bin index of a 224-px frame is not
+representable and the Sobel filter's rounding moves votes between bins), float32 / float64 stay as given.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, TypeVar
 
 import kornia
 import torch
@@ -41,7 +47,30 @@ __all__ = [
 # scikit-image's rgb2gray weights (ITU-R 709 luma).
 GRAY_WEIGHTS = (0.2125, 0.7154, 0.0721)
 
+_F = TypeVar("_F", bound=Callable[..., Tensor | tuple[Tensor, Tensor]])
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
 
+
+def _full_precision(fn: _F) -> _F:
+    """Run ``fn`` with autocast off on its first tensor's device, half / bfloat16 tensors cast to float32."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        def full(x: object) -> object:
+            return x.float() if isinstance(x, Tensor) and x.dtype in _LOW_PRECISION else x
+
+        tensors = [x for x in (*args, *kwargs.values()) if isinstance(x, Tensor)]
+        device_type = tensors[0].device.type if tensors else "cpu"
+        args, kwargs = tuple(full(a) for a in args), {k: full(v) for k, v in kwargs.items()}
+        if not torch.amp.is_autocast_available(device_type):
+            return fn(*args, **kwargs)
+        with torch.autocast(device_type, enabled=False):
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@_full_precision
 def to_gray(images: Tensor) -> Tensor:
     """``[n, 3, h, w]`` RGB -> ``[n, 1, h, w]`` luma with scikit-image's ``rgb2gray`` weights."""
     if images.shape[1] != 3:
@@ -50,6 +79,7 @@ def to_gray(images: Tensor) -> Tensor:
     return (images * w).sum(1, keepdim=True)
 
 
+@_full_precision
 def image_gradients(images: Tensor, kind: Literal["central", "sobel"] = "central") -> tuple[Tensor, Tensor]:
     """Row and column gradients of ``[n, c, h, w]`` images, each ``[n, c, h, w]``.
 
@@ -76,6 +106,7 @@ def gradient_magnitude(g_row: Tensor, g_col: Tensor) -> Tensor:
     return torch.mul(g_row, g_row).addcmul_(g_col, g_col).sqrt_()
 
 
+@_full_precision
 def orientation_histograms(
     g_row: Tensor, g_col: Tensor, orientations: int = 9, cell: int = 8, signed: bool = False
 ) -> Tensor:
@@ -99,24 +130,22 @@ def orientation_histograms(
     g_row, g_col = g_row[..., : gh * cell, : gw * cell], g_col[..., : gh * cell, : gw * cell]
     magnitude = gradient_magnitude(g_row, g_col)
     # bin = floor(angle / bin width) mod orientations, computed as floor(radians * scale + orientations) mod
-    # orientations (scikit-image's bins except within float rounding of a bin edge); kept in float until
-    # the flat index (cell * orientations + bin) is formed, which is exact below 2**24
+    # orientations (scikit-image's bins except within float rounding of a bin edge); the flat index
+    # (cell * orientations + bin) is formed in int64, exact at any frame size and input dtype
     scale = orientations / math.radians(360.0 if signed else 180.0)
-    bins = torch.atan2(g_row, g_col).mul_(scale).add_(orientations).floor_().fmod_(orientations)
-    index = bins.add_(_cell_offsets(gh, gw, cell, orientations, g_row.device, bins.dtype)).long()
+    bins = torch.atan2(g_row, g_col).mul_(scale).add_(orientations).floor_().long().remainder_(orientations)
+    index = bins.add_(_cell_offsets(gh, gw, cell, orientations, g_row.device))
     hist = magnitude.new_zeros(n * c, gh * gw * orientations)
     hist.scatter_add_(1, index.reshape(n * c, -1), magnitude.reshape(n * c, -1)).div_(cell * cell)
     return rearrange(hist, "(n c) (h w o) -> n c o h w", c=c, h=gh, o=orientations)
 
 
 @lru_cache(maxsize=16)
-def _cell_offsets(
-    gh: int, gw: int, cell: int, orientations: int, device: torch.device, dtype: torch.dtype
-) -> Tensor:
-    """``[gh * cell, gw * cell]``: ``(cell_row * gw + cell_col) * orientations`` for every pixel."""
+def _cell_offsets(gh: int, gw: int, cell: int, orientations: int, device: torch.device) -> Tensor:
+    """Long ``[gh * cell, gw * cell]``: ``(cell_row * gw + cell_col) * orientations`` for every pixel."""
     rows = torch.arange(gh, device=device).repeat_interleave(cell)
     cols = torch.arange(gw, device=device).repeat_interleave(cell)
-    return ((rows[:, None] * gw + cols[None]) * orientations).to(dtype)
+    return (rows[:, None] * gw + cols[None]) * orientations
 
 
 def normalize_cells(hist: Tensor, eps: float = 1e-5) -> Tensor:
@@ -124,6 +153,7 @@ def normalize_cells(hist: Tensor, eps: float = 1e-5) -> Tensor:
     return hist / torch.sqrt(hist.pow(2).sum(2, keepdim=True) + eps * eps)
 
 
+@_full_precision
 def maskfeat_hog(images: Tensor, orientations: int = 9, cell: int = 8) -> Tensor:
     """MaskFeat-style HOG: per-channel Sobel histograms, L2-normalised per (channel, cell).
 
@@ -156,6 +186,7 @@ def _skimage_histograms(images: Tensor, orientations: int, cell: int) -> Tensor:
     return orientation_histograms(g_row, g_col, orientations, cell)[:, 0]  # [n, o, h/cell, w/cell]
 
 
+@_full_precision
 def skimage_hog(images: Tensor, orientations: int = 9, cell: int = 8, eps: float = 1e-5) -> Tensor:
     """scikit-image HOG with ``cells_per_block=(1, 1)``, ``block_norm="L2"``, batched.
 
@@ -204,6 +235,7 @@ def line_stencils(orientations: int = 9, cell: int = 8) -> Tensor:
     return stencils
 
 
+@_full_precision
 def hog_visualisation(images: Tensor, orientations: int = 9, cell: int = 8) -> Tensor:
     """scikit-image's HOG visualisation image (``visualize=True``), batched: ``[n, c, h, w] -> [n, 1, h, w]``.
 

@@ -29,6 +29,8 @@ import torch
 from einops import rearrange, repeat
 from torch import Tensor
 
+from violetv2.rng import Generators, subset, uniform
+
 __all__ = [
     "STRATEGIES",
     "MaskSampler",
@@ -59,13 +61,10 @@ def mask_count(ratio: float, n: int) -> int:
     return min(max(round(ratio * n), 1), n - 1)
 
 
-def _uniform(
-    shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device | None
-) -> Tensor:
-    """U[0, 1) float64 noise drawn on the generator's device, returned on ``device``."""
-    where = generator.device if generator is not None else device
-    noise = torch.rand(shape, generator=generator, device=where, dtype=torch.float64)
-    return noise if device is None else noise.to(device)
+def _uniform(shape: tuple[int, ...], generator: Generators, device: torch.device | None) -> Tensor:
+    """U[0, 1) float64 noise drawn on the generator's device (or one row per generator of a list, see
+    :func:`violetv2.rng.uniform`), returned on ``device``."""
+    return uniform(shape, generator, device, torch.float64)
 
 
 def _top_k(keys: Tensor, k: int) -> Tensor:
@@ -81,7 +80,7 @@ def random_mask(
     gw: int,
     ratio: float,
     *,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     device: torch.device | str | None = None,
 ) -> Tensor:
     """Exactly ``mask_count(ratio, t*gh*gw)`` uniformly random patches per sample.
@@ -101,7 +100,7 @@ def tube_mask(
     gw: int,
     ratio: float,
     *,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     device: torch.device | str | None = None,
 ) -> Tensor:
     """The same ``mask_count(ratio, gh*gw)`` random spatial positions masked on every frame."""
@@ -117,7 +116,7 @@ def frame_mask(
     gw: int,
     ratio: float,
     *,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     device: torch.device | str | None = None,
 ) -> Tensor:
     """``mask_count(ratio, t)`` whole frames per sample (so at least one frame stays visible).
@@ -176,7 +175,7 @@ def blockwise_mask(
     gw: int,
     ratio: float,
     *,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     device: torch.device | str | None = None,
 ) -> Tensor:
     """Random 3-D blocks added until ``mask_count(ratio, t*gh*gw)`` patches are covered.
@@ -187,7 +186,10 @@ def blockwise_mask(
     until the target is reached and the new cells of the last block are randomly trimmed to hit it exactly.
     """
     k = mask_count(ratio, t * gh * gw)
-    masks = [_blockwise_one(t, gh, gw, k, generator) for _ in range(b)]
+    per_row = generator if isinstance(generator, Sequence) else [generator] * b
+    if len(per_row) != b:
+        raise ValueError(f"{len(per_row)} per-row generators for a batch of {b}")
+    masks = [_blockwise_one(t, gh, gw, k, g) for g in per_row]
     return (
         torch.stack(masks).to(device) if masks else torch.zeros(0, t, gh, gw, dtype=torch.bool, device=device)
     )
@@ -212,7 +214,7 @@ def attended_mask(
     gw: int,
     ratio: float,
     *,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
 ) -> Tensor:
     """``mask_count(ratio, t*gh*gw)`` patches sampled without replacement in proportion to ``attention``.
 
@@ -284,7 +286,7 @@ class MaskSampler:
         gw: int,
         *,
         attention: Tensor | None = None,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
         device: torch.device | str | None = None,
     ) -> Tensor:
         """Bool ``[b, t, gh, gw]`` mask, True = masked; see :meth:`sample` for the arguments."""
@@ -298,7 +300,7 @@ class MaskSampler:
         gw: int,
         *,
         attention: Tensor | None = None,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
         device: torch.device | str | None = None,
     ) -> tuple[Tensor, Tensor]:
         """The mask and, per sample, the index into ``strategies`` that built it (for logging).
@@ -309,7 +311,8 @@ class MaskSampler:
             gh: Patch grid height (``image_size // 32``).
             gw: Patch grid width.
             attention: ``[b, t, gh*gw]`` non-negative weights; required when ``attended`` is configured.
-            generator: Random generator; the same seed gives the same masks.
+            generator: Random generator; the same seed gives the same masks. A list of ``b`` generators draws
+                each sample (its strategy, then its mask) from its own generator only.
             device: Device of the returned tensors (default: the attention's, else CPU).
         """
         if "attended" in self.strategies and attention is None:
@@ -333,11 +336,11 @@ class MaskSampler:
                 continue
             if name == "attended":
                 part = attended_mask(
-                    attention[idx.to(attention.device)], gh, gw, self.ratio, generator=generator
+                    attention[idx.to(attention.device)], gh, gw, self.ratio, generator=subset(generator, idx)
                 )
             else:
                 part = _GRID_STRATEGIES[name](
-                    len(idx), t, gh, gw, self.ratio, generator=generator, device=device
+                    len(idx), t, gh, gw, self.ratio, generator=subset(generator, idx), device=device
                 )
             mask[idx] = part.to(mask.device)
         return mask, choice

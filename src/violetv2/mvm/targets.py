@@ -8,9 +8,11 @@ a registered submodule of the LightningModule, so it is never in the optimizer o
 - ``setup(device)`` loads the teacher (``from_pretrained(name_or_local_dir)``) and moves it; ``compute`` calls
   it lazily when needed;
 - ``compute(video)`` -> the target, under ``torch.no_grad()``, from the UNMASKED ImageNet-normalised clip
-  ``[b, t, 3, h, w]`` on the video's device;
+  ``[b, t, 3, h, w]`` on the video's device, in float32 whatever the training autocast (autocast is switched
+  off inside, the clip cast to float32, a teacher fed its own parameters' dtype and its output cast back);
 - ``loss(pred, target, mask, valid=None)`` -> scalar, on masked positions only (patch mask ``[b, t, gh, gw]``,
-  True = masked, expanded to the target's resolution), optionally only for ``valid`` ``[b]`` clips;
+  True = masked, expanded to the target's resolution), optionally only for ``valid`` ``[b]`` clips, scaled as
+  the target's ``loss_scale`` says (below);
 - ``metrics(pred, target, mask, valid=None)`` -> extra logged numbers (VQ: masked-token accuracy).
 
 | name | target | head | loss |
@@ -23,6 +25,19 @@ a registered submodule of the LightningModule, so it is never in the optimizer o
 | sif | Swin last stage before LayerNorm ``[b, t, gh*gw, 1024]`` | FeatureHead(d, 1024) | L1 |
 | clip | CLIP ViT patch tokens ``[b, t, gh*gw, 768]`` | FeatureHead(d, 768) | L1 |
 | vidswin | Video Swin features ``[b, t, gh*gw, 1024]`` | FeatureHead(d, 1024) | L1 |
+
+Loss scale (``loss_scale``, set for all targets by :class:`MVMTargets` / :func:`build_targets`):
+``"published"`` (default) reduces exactly as the public VIOLETv2 code (``Agent_Pretrain.calc_mvm_loss``;
+reference values in ``shared/reference/parity_losses``), ``"mean"`` is a plain mean over the masked elements:
+
+| target | published reduction (L1 unless said) | published / mean |
+|---|---|---|
+| pixel | masked-element mean / 3 (the 3 channels) | 1/3 |
+| hog | mean over masked elements (the release's picture: masked pixels) | 1 |
+| depth | mean over masked pixels / 3 | 1/3 |
+| flow | masked-element mean / 2 (the 2 flow components) | 1/2 |
+| vq | cross-entropy mean over masked cells | 1 |
+| sif, clip, vidswin | L1 summed over the C channels of each masked patch / (patches + 1e-5) / 3 | C/3 (341.33 for 1024) |
 
 How the training step gets the targets (the pre-training module's side)::
 
@@ -56,6 +71,7 @@ from violetv2.mvm.teachers import (
     CLIP_STD,
     denormalize,
     freeze,
+    full_precision,
     load_hf_teacher,
     load_raft,
     perceiver_flow,
@@ -63,8 +79,9 @@ from violetv2.mvm.teachers import (
     read_state_dict,
     renormalize,
     resize,
+    teacher_width,
 )
-from violetv2.tasks.losses import masked_mean
+from violetv2.tasks.losses import LossScale, check_loss_scale, masked_mean, masked_sum_over
 
 __all__ = [
     "MVMTarget",
@@ -138,6 +155,8 @@ class MVMTarget:
     """
 
     name: ClassVar[str] = ""
+    #: ``"published"`` (the public code's scale) or ``"mean"``; :class:`MVMTargets` sets it on every target.
+    loss_scale: LossScale = "published"
 
     def build_head(self, cfg: VioletConfig) -> nn.Module:
         """A fresh trainable head for ``cfg`` (patch tokens ``[b, t, gh*gw, d]`` -> prediction)."""
@@ -160,9 +179,15 @@ class MVMTarget:
 
     @torch.no_grad()
     def compute(self, video: Tensor) -> Tensor:
-        """The target from the unmasked ImageNet-normalised clip ``[b, t, 3, h, w]``."""
+        """The target from the unmasked ImageNet-normalised clip ``[b, t, 3, h, w]``.
+
+        Computed in float32 with autocast off whatever the caller's autocast (``bf16-mixed`` training); a
+        floating-point target is returned as float32, a discrete one (VQ codes) as int64.
+        """
         _frames(video)
-        return self._compute(video)
+        with full_precision(video.device):
+            out = self._compute(video.float())
+        return out.float() if out.is_floating_point() else out
 
     def _compute(self, video: Tensor) -> Tensor:
         raise NotImplementedError
@@ -187,9 +212,13 @@ class MVMTarget:
 
 
 class _DenseTarget(MVMTarget):
-    """Targets laid out ``[b, t, c, h, w]`` (pixel, HOG, depth, flow) with an elementwise loss."""
+    """Targets laid out ``[b, t, c, h, w]`` (pixel, HOG, depth, flow) with an elementwise loss.
+
+    ``published_divisor`` divides the masked-element mean under ``loss_scale="published"``.
+    """
 
     reduction: ClassVar[Literal["l1", "mse"]] = "l1"
+    published_divisor: ClassVar[float] = 1.0
 
     def _mask(self, mask: Tensor, target: Tensor) -> Tensor:
         _check_mask(mask, target.shape[0], target.shape[1])
@@ -199,18 +228,27 @@ class _DenseTarget(MVMTarget):
         if pred.shape != target.shape:
             raise ValueError(f"{self.name}: prediction {tuple(pred.shape)} vs target {tuple(target.shape)}")
         err = (pred - target).abs() if self.reduction == "l1" else (pred - target).pow(2)
-        return masked_mean(err, _sample_weight(self._mask(mask, target), valid))
+        where = _sample_weight(self._mask(mask, target), valid)
+        if self.loss_scale == "mean":
+            return masked_mean(err, where)
+        return masked_sum_over(err, where, per="element", divisor=self.published_divisor)
 
 
 class _FeatureTarget(MVMTarget):
-    """Targets laid out ``[b, t, gh*gw, c]`` (SIF, CLIP, VidSwin) with an L1 loss."""
+    """Targets laid out ``[b, t, gh*gw, c]`` (SIF, CLIP, VidSwin) with an L1 loss.
+
+    Published scale: the L1 summed over the ``c`` channels of each masked patch, averaged over the masked
+    patches, divided by 3 (``c / 3`` times the mean over channels).
+    """
 
     def loss(self, pred: Tensor, target: Tensor, mask: Tensor, valid: Tensor | None = None) -> Tensor:
         if pred.shape != target.shape:
             raise ValueError(f"{self.name}: prediction {tuple(pred.shape)} vs target {tuple(target.shape)}")
         _check_mask(mask, target.shape[0], target.shape[1])
-        m = rearrange(mask, "b t gh gw -> b t (gh gw) 1")
-        return masked_mean((pred - target).abs(), _sample_weight(m, valid))
+        m = _sample_weight(rearrange(mask, "b t gh gw -> b t (gh gw) 1"), valid)
+        if self.loss_scale == "mean":
+            return masked_mean((pred - target).abs(), m)
+        return masked_sum_over((pred - target).abs(), m, per="position", divisor=3.0)
 
 
 class TeacherTarget(MVMTarget):
@@ -252,6 +290,17 @@ class TeacherTarget(MVMTarget):
             self.setup(video.device)
         return self._teacher  # type: ignore[return-value]
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The teacher's declared dtype (its floating-point parameters'; float32 as loaded by default)."""
+        teacher = self._teacher
+        params = [] if teacher is None else [p for p in teacher.parameters() if p.is_floating_point()]
+        return params[0].dtype if params else torch.float32
+
+    def _input(self, x: Tensor) -> Tensor:
+        """``x`` in the teacher's dtype (the teacher runs in its own precision, never the autocast's)."""
+        return x.to(self.dtype)
+
 
 # ------------------------------------------------------------------------------------------------ targets
 
@@ -265,6 +314,7 @@ class PixelTarget(_DenseTarget):
     """
 
     name = "pixel"
+    published_divisor = 3.0  # the 3 colour channels
 
     def __init__(self, normalize_patches: bool = False, patch_size: int = 32) -> None:
         self.normalize_patches, self.patch_size = normalize_patches, patch_size
@@ -344,6 +394,7 @@ class DepthTarget(_DenseTarget, TeacherTarget):
     """
 
     name = "depth"
+    published_divisor = 3.0  # the error broadcast over the 3-channel pixel mask
     default_model = "Intel/dpt-large"
 
     def __init__(self, model_name_or_path: str | None = None, input_size: int | None = 384) -> None:
@@ -363,7 +414,8 @@ class DepthTarget(_DenseTarget, TeacherTarget):
         teacher = self._ready(video)
         frames = _frames(video).float()
         x = renormalize(resize(denormalize(frames), self.input_size), (0.5,) * 3, (0.5,) * 3)
-        depth = resize(teacher(pixel_values=x).predicted_depth.unsqueeze(1), tuple(frames.shape[-2:]))
+        depth = teacher(pixel_values=self._input(x)).predicted_depth.float()
+        depth = resize(depth.unsqueeze(1), tuple(frames.shape[-2:]))
         mean, std = depth.mean((1, 2, 3), keepdim=True), depth.std((1, 2, 3), keepdim=True)
         return rearrange((depth - mean) / (std + 1e-6), "(b t) 1 h w -> b t 1 h w", b=video.shape[0])
 
@@ -403,6 +455,7 @@ class FlowTarget(_DenseTarget, TeacherTarget):
     """
 
     name = "flow"
+    published_divisor = 2.0  # the 2 flow components
     default_model = "deepmind/optical-flow-perceiver"
 
     def __init__(
@@ -435,13 +488,13 @@ class FlowTarget(_DenseTarget, TeacherTarget):
         teacher = self._ready(video)
         rgb = denormalize(_frames(video).float()).clamp(0, 1)
         rgb = rearrange(rgb, "(b t) c h w -> b t c h w", b=b)
-        first = rearrange(rgb[:, :-1], "b t c h w -> (b t) c h w")
-        second = rearrange(rgb[:, 1:], "b t c h w -> (b t) c h w")
+        first = self._input(rearrange(rgb[:, :-1], "b t c h w -> (b t) c h w"))
+        second = self._input(rearrange(rgb[:, 1:], "b t c h w -> (b t) c h w"))
         if self.backend == "perceiver":
             flow = perceiver_flow(teacher, first, second)  # [(b t-1), 2, h, w]
         else:
             flow = raft_flow(teacher, first, second, self.raft_iterations)
-        return rearrange(flow, "(b t) c h w -> b t c h w", b=b)
+        return rearrange(flow.float(), "(b t) c h w -> b t c h w", b=b)
 
     def valid(self, target: Tensor) -> Tensor:
         """``[b]`` bool: clips whose largest flow magnitude is below ``max_magnitude`` (and with a pair)."""
@@ -502,7 +555,7 @@ class VQTarget(TeacherTarget):
         teacher = self._ready(video)
         frames = _frames(video).float()
         x = resize(denormalize(frames).clamp(0, 1), self.input_size, "bilinear") * 0.8 + 0.1
-        codes = teacher.get_codebook_indices(x)  # [n, h/8, w/8]
+        codes = teacher.get_codebook_indices(self._input(x))  # [n, h/8, w/8]
         size = (frames.shape[-2] // 8, frames.shape[-1] // 8)
         if tuple(codes.shape[-2:]) != size:
             codes = F.interpolate(codes[:, None].float(), size=size, mode="nearest")[:, 0].long()
@@ -535,7 +588,8 @@ class SIFTarget(_FeatureTarget, TeacherTarget):
 
     Args:
         model_name_or_path: Hub id or local ``save_pretrained`` directory.
-        feature_dim: Teacher width; ``None`` reads it from the teacher config (no weights loaded).
+        feature_dim: Teacher width; ``None`` looks it up in ``TEACHER_WIDTHS`` or a local directory's
+            ``config.json`` (no download, no weights loaded).
     """
 
     name = "sif"
@@ -550,10 +604,7 @@ class SIFTarget(_FeatureTarget, TeacherTarget):
 
     def _width(self) -> int:
         if self.feature_dim is None:
-            from transformers import AutoConfig
-
-            cfg = AutoConfig.from_pretrained(self.model_name_or_path)
-            self.feature_dim = int(cfg.embed_dim * 2 ** (len(cfg.depths) - 1))
+            self.feature_dim = teacher_width(self.model_name_or_path, "swin")
         return self.feature_dim
 
     def build_head(self, cfg: VioletConfig) -> nn.Module:
@@ -565,8 +616,8 @@ class SIFTarget(_FeatureTarget, TeacherTarget):
         native = getattr(teacher.config, "image_size", None)
         if isinstance(native, int) and min(frames.shape[-2:]) < native:
             frames = resize(frames, native)  # its windows need at least its native size
-        out = teacher(pixel_values=frames, output_hidden_states=True)
-        last = out.hidden_states[-1]  # [n, h'*w', C], before the final LayerNorm
+        out = teacher(pixel_values=self._input(frames), output_hidden_states=True)
+        last = out.hidden_states[-1].float()  # [n, h'*w', C], before the final LayerNorm
         side = math.isqrt(last.shape[1])
         feat = _to_grid(rearrange(last, "n (h w) c -> n c h w", h=side), _grid(video))
         return rearrange(feat, "(b t) c h w -> b t (h w) c", b=video.shape[0])
@@ -581,7 +632,8 @@ class CLIPTarget(_FeatureTarget, TeacherTarget):
 
     Args:
         model_name_or_path: Hub id or local ``save_pretrained`` directory.
-        feature_dim: Teacher width; ``None`` reads it from the teacher config.
+        feature_dim: Teacher width; ``None`` looks it up in ``TEACHER_WIDTHS`` or a local directory's
+            ``config.json`` (no download).
     """
 
     name = "clip"
@@ -596,9 +648,7 @@ class CLIPTarget(_FeatureTarget, TeacherTarget):
 
     def _width(self) -> int:
         if self.feature_dim is None:
-            from transformers import CLIPVisionConfig
-
-            self.feature_dim = int(CLIPVisionConfig.from_pretrained(self.model_name_or_path).hidden_size)
+            self.feature_dim = teacher_width(self.model_name_or_path, "clip")
         return self.feature_dim
 
     def build_head(self, cfg: VioletConfig) -> nn.Module:
@@ -608,7 +658,8 @@ class CLIPTarget(_FeatureTarget, TeacherTarget):
         teacher = self._ready(video)
         x = renormalize(denormalize(_frames(video).float()), CLIP_MEAN, CLIP_STD)
         interpolate = x.shape[-1] != teacher.config.image_size or x.shape[-2] != teacher.config.image_size
-        tokens = teacher(pixel_values=x, interpolate_pos_encoding=interpolate).last_hidden_state[:, 1:]
+        out = teacher(pixel_values=self._input(x), interpolate_pos_encoding=interpolate)
+        tokens = out.last_hidden_state[:, 1:].float()
         side = x.shape[-2] // teacher.config.patch_size
         feat = _to_grid(rearrange(tokens, "n (h w) c -> n c h w", h=side), _grid(video))
         return rearrange(feat, "(b t) c h w -> b t (h w) c", b=video.shape[0])
@@ -664,7 +715,7 @@ class VidSwinTarget(_FeatureTarget, TeacherTarget):
 
     def _compute(self, video: Tensor) -> Tensor:
         teacher = self._ready(video)
-        out = teacher(rearrange(video.float(), "b t c h w -> b c t h w"))  # [b, C, t, h', w']
+        out = teacher(self._input(rearrange(video, "b t c h w -> b c t h w"))).float()  # [b, C, t, h', w']
         feat = _to_grid(rearrange(out, "b c t h w -> (b t) c h w"), _grid(video))
         return rearrange(feat, "(b t) c h w -> b t (h w) c", b=video.shape[0])
 
@@ -692,14 +743,25 @@ class MVMTargets:
     Args:
         targets: The target objects (unique names).
         weights: Loss weight per target name (default 1.0 each, as published).
+        loss_scale: ``"published"`` (each target's published reduction) or ``"mean"`` (masked-element means),
+            set on every target; see the module docstring.
     """
 
-    def __init__(self, targets: Sequence[MVMTarget], weights: Mapping[str, float] | None = None) -> None:
+    def __init__(
+        self,
+        targets: Sequence[MVMTarget],
+        weights: Mapping[str, float] | None = None,
+        loss_scale: LossScale = "published",
+    ) -> None:
         names = [t.name for t in targets]
         if len(set(names)) != len(names) or not names:
             raise ValueError(f"MVM targets must be a non-empty list of distinct names, got {names}")
+        check_loss_scale(loss_scale)
         self.targets = {t.name: t for t in targets}
         self.weights = {n: float((weights or {}).get(n, 1.0)) for n in names}
+        self.loss_scale = loss_scale
+        for t in targets:
+            t.loss_scale = loss_scale
 
     def __iter__(self):  # noqa: ANN204
         return iter(self.targets.values())
@@ -734,8 +796,9 @@ class MVMTargets:
 
     @torch.no_grad()
     def compute(self, video: Tensor) -> dict[str, Tensor]:
-        """Every target from the unmasked clip ``[b, t, 3, h, w]``."""
-        return {n: t.compute(video) for n, t in self.targets.items()}
+        """Every target from the unmasked clip ``[b, t, 3, h, w]``, in float32 whatever the autocast."""
+        with full_precision(video.device):
+            return {n: t.compute(video) for n, t in self.targets.items()}
 
     def predict(self, heads: Mapping[str, nn.Module], patches: Tensor) -> dict[str, Tensor]:
         """Every head on the fused patch tokens ``[b, t, gh*gw, d]``."""
@@ -763,6 +826,7 @@ class MVMTargets:
 def build_targets(
     spec: Mapping[str, float] | Sequence[str] | str = "sif",
     options: Mapping[str, Mapping[str, Any]] | None = None,
+    loss_scale: LossScale = "published",
 ) -> MVMTargets:
     """Targets by name: ``build_targets({"sif": 1.0, "hog": 1.0}, {"sif": {"model_name_or_path": dir}})``.
 
@@ -770,6 +834,7 @@ def build_targets(
         spec: One name, a list of names (weight 1 each), or ``{name: weight}``. Names: pixel, hog, depth,
             flow, vq, sif, clip, vidswin.
         options: Constructor keyword arguments per target name.
+        loss_scale: ``"published"`` or ``"mean"`` (see :class:`MVMTargets`).
     """
     if isinstance(spec, str):
         spec = [spec]
@@ -783,4 +848,4 @@ def build_targets(
         raise ValueError(
             f"options given for MVM target(s) {sorted(extra)} that are not in the spec {list(weights)}"
         )
-    return MVMTargets([TARGETS[n](**options.get(n, {})) for n in weights], weights)
+    return MVMTargets([TARGETS[n](**options.get(n, {})) for n in weights], weights, loss_scale)

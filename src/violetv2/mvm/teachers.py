@@ -7,8 +7,10 @@ here imports ``transformers`` lazily.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +29,9 @@ __all__ = [
     "renormalize",
     "resize",
     "freeze",
+    "full_precision",
+    "TEACHER_WIDTHS",
+    "teacher_width",
     "load_hf_teacher",
     "load_raft",
     "read_state_dict",
@@ -40,6 +45,63 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+# Output width of the known teachers (the MVM head is built from it at construction, with no download):
+# Swin: embed_dim * 2 ** (stages - 1); CLIP / ViT: hidden_size.
+TEACHER_WIDTHS: dict[str, int] = {
+    "microsoft/swin-tiny-patch4-window7-224": 768,
+    "microsoft/swin-small-patch4-window7-224": 768,
+    "microsoft/swin-base-patch4-window7-224": 1024,
+    "microsoft/swin-base-patch4-window7-224-in22k": 1024,
+    "microsoft/swin-base-patch4-window12-384": 1024,
+    "microsoft/swin-base-patch4-window12-384-in22k": 1024,
+    "microsoft/swin-large-patch4-window7-224": 1536,
+    "microsoft/swin-large-patch4-window7-224-in22k": 1536,
+    "openai/clip-vit-base-patch32": 768,
+    "openai/clip-vit-base-patch16": 768,
+    "openai/clip-vit-large-patch14": 1024,
+    "openai/clip-vit-large-patch14-336": 1024,
+}
+
+
+def teacher_width(name_or_path: str, kind: Literal["swin", "clip"]) -> int:
+    """Feature width of a teacher without loading it and without the network.
+
+    Looked up in :data:`TEACHER_WIDTHS`, else read from ``config.json`` of a local ``save_pretrained``
+    directory (a CLIP config may hold the vision part under ``vision_config``).
+
+    Raises:
+        ValueError: An unknown hub id with no local directory (pass ``feature_dim`` to the target).
+    """
+    if name_or_path in TEACHER_WIDTHS:
+        return TEACHER_WIDTHS[name_or_path]
+    config = Path(name_or_path) / "config.json"
+    if not config.is_file():
+        raise ValueError(
+            f"the width of MVM teacher {name_or_path!r} is unknown: it is not in violetv2.mvm.teachers."
+            f"TEACHER_WIDTHS ({', '.join(sorted(TEACHER_WIDTHS))}) and {config} does not exist; pass "
+            "feature_dim=<width> in the target's options (e.g. mvm_target_options: {sif: {feature_dim: 1024}})"
+        )
+    cfg = json.loads(config.read_text())
+    cfg = cfg.get("vision_config", cfg) if kind == "clip" else cfg
+    try:
+        if kind == "swin":
+            return int(cfg["embed_dim"] * 2 ** (len(cfg["depths"]) - 1))
+        return int(cfg["hidden_size"])
+    except KeyError as err:
+        raise ValueError(f"{config} has no {err} entry: is it a {kind} teacher?") from err
+
+
+@contextlib.contextmanager
+def full_precision(device: torch.device | str) -> Iterator[None]:
+    """Autocast off on ``device``'s type (targets and teachers never run under the training autocast)."""
+    device_type = torch.device(device).type
+    if not torch.amp.is_autocast_available(device_type):
+        yield
+        return
+    with torch.autocast(device_type, enabled=False):
+        yield
 
 
 def denormalize(frames: Tensor) -> Tensor:
