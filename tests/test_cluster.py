@@ -70,3 +70,19 @@ def test_datamodule_evaluation_shards_are_unpadded(bench: dict) -> None:
     )  # fmt: skip
     dm.setup("fit")
     assert dm.datasets["train"][0].pad_ranks and not dm.datasets["val"][0].pad_ranks
+
+
+def test_compile_switch_compiles_in_place_and_keeps_checkpoint_keys() -> None:
+    from violetv2.tasks.pretrain import PretrainModule
+
+    plain = PretrainModule(preset="tiny", mvm_targets={"pixel": 1.0})
+    module = PretrainModule(
+        preset="tiny", mvm_targets={"pixel": 1.0}, compile=True, compile_options={"backend": "eager"}
+    )
+    assert module.model.backbone.video._compiled_call_impl is None
+    module.configure_model()
+    module.configure_model()  # Lightning calls it per stage: compiled once
+    for part in (module.model.backbone.video, module.model.backbone.fusion):
+        assert part._compiled_call_impl is not None
+    assert plain.model.backbone.video._compiled_call_impl is None
+    assert list(module.state_dict()) == list(plain.state_dict())  # no _orig_mod. prefixes in checkpoints
