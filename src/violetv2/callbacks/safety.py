@@ -38,6 +38,9 @@ class NonFiniteLossError(RuntimeError):
 class NonFiniteGuard(L.Callback):
     """Skip optimiser steps with non-finite gradients, count them, stop after too many in a row.
 
+    With ``16-mixed`` precision the GradScaler skips overflowing steps itself while it calibrates its scale
+    (usually a few in a row at the start); they are counted here too, so keep ``max_consecutive`` above that.
+
     Args:
         max_consecutive: Stop (raise :class:`NonFiniteLossError`) after this many skipped steps in a row;
             0 never stops.

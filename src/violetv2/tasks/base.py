@@ -155,6 +155,9 @@ class VioletModule(L.LightningModule):
                 f"{where} was saved by {saved}; this run is {mine}. ckpt_path resumes the same run: to start "
                 "from another task's weights, pass the file as model.init_checkpoint instead"
             )
+        strategy = type(self._trainer.strategy).__name__ if self._trainer is not None else ""
+        if strategy in ("FSDPStrategy", "DeepSpeedStrategy", "ModelParallelStrategy"):
+            return  # sharded parameters: local shapes are not the saved ones (the strategy checks on loading)
         own = self.state_dict()
         state = checkpoint.get("state_dict", {})
         bad = [k for k, v in state.items() if k in own and tuple(own[k].shape) != tuple(v.shape)]
