@@ -12,7 +12,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI.s args parameter")
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
 BASE = ROOT / "configs" / "pretrain" / "violetv2_base.yaml"
-OVERLAYS = [p for p in CONFIGS if p.parent.name in ("mvm", "masking", "debug")]
+OVERLAYS = [p for p in CONFIGS if p.parent.name in ("mvm", "masking", "debug", "strategy")]
 
 
 def test_there_are_configs():
@@ -27,7 +27,7 @@ def test_there_are_configs():
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.relative_to(ROOT / "configs").as_posix())
 def test_every_config_is_valid_yaml_and_parses(path, capsys):
     assert isinstance(yaml.safe_load(path.read_text()), dict)
-    configs = (path,) if path.parent.name not in ("mvm", "masking", "debug") else (BASE, path)
+    configs = (path,) if path.parent.name not in ("mvm", "masking", "debug", "strategy") else (BASE, path)
     with pytest.raises(SystemExit) as exit_:
         main(["fit", *sum((["--config", str(c)] for c in configs), []), "--print_config"])
     assert exit_.value.code in (0, None)

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import importlib
 import sys
+from typing import Any
 
-from lightning.pytorch import LightningDataModule
+from lightning.pytorch import Callback, LightningDataModule, Trainer
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.plugins.io import CheckpointIO
 
 from .tasks.base import VioletModule
 
@@ -43,6 +45,26 @@ class VioletCLI(LightningCLI):
             run=run,
             auto_configure_optimizers=False,
         )
+
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> Trainer:
+        """Add the cluster defaults the config does not set itself: :class:`PreemptionCheckpoint` and
+        :class:`NonFiniteGuard` callbacks (configure them by listing them under ``trainer.callbacks``), and
+        :class:`AtomicCheckpointIO` as checkpoint plugin when ``trainer.plugins`` names none."""
+        from .callbacks.preemption import PreemptionCheckpoint
+        from .callbacks.safety import AtomicCheckpointIO, NonFiniteGuard
+
+        given = config.get("callbacks") or []
+        given = list(given) if isinstance(given, list) else [given]
+        present = {type(c) for c in [*given, *callbacks]}
+        config["callbacks"] = given + [
+            cls() for cls in (PreemptionCheckpoint, NonFiniteGuard) if cls not in present
+        ]
+        plugins = config.get("plugins") or []
+        plugins = list(plugins) if isinstance(plugins, list) else [plugins]
+        if not any(isinstance(p, CheckpointIO) for p in plugins):
+            plugins.append(AtomicCheckpointIO())
+        config["plugins"] = plugins
+        return super()._instantiate_trainer(config, callbacks)
 
 
 def _tool_help() -> str:

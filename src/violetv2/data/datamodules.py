@@ -34,7 +34,7 @@ from violetv2.data.batch import VideoTextBatch
 from violetv2.data.dataset import VideoTextDataset, collate
 from violetv2.data.layouts import LAYOUTS, answer_vocabulary
 from violetv2.data.records import Record
-from violetv2.data.shards import ShardedVideoTextDataset, ShardLoader
+from violetv2.data.shards import ShardedVideoTextDataset, ShardLoader, check_resume
 from violetv2.data.text import load_tokenizer
 from violetv2.data.transforms import TRANSFORMS, GpuNormalize, build_transform
 
@@ -112,6 +112,10 @@ class ResumableSampler(Sampler[int]):
         """Select the permutation of ``epoch``."""
         self.epoch = epoch
 
+    def fingerprint(self) -> dict[str, Any]:
+        """What the order depends on besides the epoch (checked when a saved position is restored)."""
+        return {"size": self.size, "world_size": self.world_size, "seed": self.seed, "shuffle": self.shuffle}
+
     def __iter__(self) -> Iterator[int]:
         order = list(range(self.size))
         if self.shuffle:
@@ -162,18 +166,39 @@ class MixedLoader:
             self.epoch, self.taken, self._resume = epoch, [0] * len(self.loaders), False
 
     def state_dict(self) -> dict[str, Any]:
-        """Epoch, batches taken from each loader in it, and the shard loaders' own states."""
-        children = [dl.state_dict() if isinstance(dl, ShardLoader) else None for dl in self.loaders]
+        """Epoch, batches taken from each loader in it, and each child's state: the shard loaders' own, and
+        for map-style children what their order depends on (dataset size, batch size, world size, seed)."""
+        children = [
+            dl.state_dict() if isinstance(dl, ShardLoader) else _map_fingerprint(dl) for dl in self.loaders
+        ]
         return {"epoch": self.epoch, "taken": list(self.taken), "children": children}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue exactly where the saved loader stopped."""
+        """Continue exactly where the saved loader stopped.
+
+        Raises:
+            ValueError: The saved run had other sources, dataset sizes, batch size, world size, seed or
+                shuffling (the message names the source and the key), so the position would not fit.
+        """
         if len(state["taken"]) != len(self.loaders):
-            raise ValueError(f"state has {len(state['taken'])} sources, this loader {len(self.loaders)}")
-        self.epoch, self.taken, self._resume = int(state["epoch"]), list(state["taken"]), True
+            raise ValueError(
+                f"cannot resume: the checkpoint's train loader had {len(state['taken'])} sources, this one has "
+                f"{len(self.loaders)}"
+            )
+        for i, (loader, child) in enumerate(zip(self.loaders, state["children"])):
+            if isinstance(loader, ShardLoader) != (child is not None and "batches" in child):
+                raise ValueError(
+                    f"cannot resume: train source {i} changed between shards and annotation files"
+                )
+            current = (
+                loader.dataset.fingerprint() if isinstance(loader, ShardLoader) else _map_fingerprint(loader)
+            )
+            if child is not None:
+                check_resume(child, current, f"train source {i} ({_describe(loader)})")
         for loader, child in zip(self.loaders, state["children"]):
-            if isinstance(loader, ShardLoader) and child is not None:
+            if isinstance(loader, ShardLoader):
                 loader.load_state_dict(child)
+        self.epoch, self.taken, self._resume = int(state["epoch"]), list(state["taken"]), True
 
     def __iter__(self) -> Iterator[VideoTextBatch]:
         if not self._resume:
@@ -188,6 +213,23 @@ class MixedLoader:
             if sum(self.taken) == len(self):
                 self.epoch, self.taken = self.epoch + 1, [0] * len(self.loaders)
             yield batch
+
+
+def _map_fingerprint(loader: DataLoader) -> dict[str, Any]:
+    """What a map-style child's order depends on: its sampler's fingerprint plus batching."""
+    sampler = loader.sampler
+    keys = sampler.fingerprint() if isinstance(sampler, ResumableSampler) else {"size": len(loader.dataset)}
+    return {**keys, "batch_size": loader.batch_size, "drop_last": loader.drop_last}
+
+
+def _describe(loader: DataLoader) -> str:
+    """``shards DIR`` or ``annotations FILE`` of a child loader, for messages."""
+    dataset = loader.dataset
+    if isinstance(dataset, ShardedVideoTextDataset):
+        return f"shards {dataset.root}"
+    records = getattr(dataset, "records", None)
+    source = getattr(records[0], "source", "") if records else ""
+    return f"annotations {source.rpartition(':')[0] or source or getattr(dataset, 'video_root', '?')}"
 
 
 def _prepare(loader: DataLoader, epoch: int, taken: int) -> None:

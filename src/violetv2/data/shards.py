@@ -9,9 +9,11 @@ the frames it uses). ``index.json`` lists every shard with its sample count, so 
 reading. Unreadable videos are skipped, listed in ``index.json`` and in the returned :class:`PackReport`.
 
 **Reading** (:class:`ShardedVideoTextDataset` through :class:`ShardLoader`): one epoch is a fixed sequence of
-positions over the shards in a per-epoch order (shuffled by ``(seed, epoch)``). It is padded by wrap-around to
-a multiple of ``world_size`` and cut into one contiguous span per rank; a rank's batches are cut into one
-contiguous group per DataLoader worker, so each worker reads only its own shards (plus the edges of two).
+positions over the shards in a per-epoch order (shuffled by ``(seed, epoch)``). Training pads it by wrap-around
+to a multiple of ``world_size`` and cuts it into one equal contiguous span per rank; evaluation
+(``pad_ranks=False``) cuts the unpadded epoch into contiguous spans differing by at most one sample, so no
+sample is evaluated twice. A rank's batches are cut into one contiguous group per DataLoader worker, so each
+worker reads only its own shards (plus the edges of two).
 Inside a worker, consecutive blocks of ``shuffle_buffer`` samples are permuted by ``(seed, epoch, block)``.
 Every sample then goes through :class:`~violetv2.data.dataset.VideoTextDataset`'s decoding, transforms and
 tokenisation, and the worker yields collated batches.
@@ -66,6 +68,7 @@ __all__ = [
     "ShardIndex",
     "ShardLoader",
     "ShardedVideoTextDataset",
+    "check_resume",
     "main",
     "write_shards",
 ]
@@ -130,6 +133,12 @@ class ShardIndex:
             raise ValueError(
                 f"{path}: key 'shards' must list (name, count > 0) pairs, got {doc.get('shards')!r}"
             )
+        escaping = [name for name, _ in shards if not _plain_name(name)]
+        if escaping:
+            raise ValueError(
+                f"{path}: key 'shards' lists {escaping[0]!r}, which is not a plain file name inside {directory} "
+                "(absolute paths, '..' and sub-folders are refused)"
+            )
         missing = [name for name, _ in shards if not (Path(directory) / name).is_file()]
         if missing:
             raise ValueError(f"{path}: listed shards missing on disk: {missing[:5]}")
@@ -139,6 +148,11 @@ class ShardIndex:
                 f"{path}: key 'total' is {doc['total']}, but the shard counts sum to {index.total}"
             )
         return index
+
+
+def _plain_name(name: str) -> bool:
+    """A file name that stays inside its directory: no separator, not ``.`` / ``..``, not absolute."""
+    return bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name and ":" not in name
 
 
 # ---------------------------------------------------------------------------------------------- writing
@@ -311,6 +325,23 @@ def round_robin_consumed(counts: Sequence[int], taken: int) -> tuple[list[int], 
     return done, w
 
 
+def check_resume(saved: dict[str, Any], current: dict[str, Any], where: str) -> None:
+    """Refuse a resume whose saved run differs from this one in a key the data position depends on.
+
+    Keys absent from ``saved`` (states written before the key existed) are not checked.
+
+    Raises:
+        ValueError: Names the source, the key, the saved and the current value.
+    """
+    changed = [key for key, value in current.items() if key in saved and saved[key] != value]
+    if changed:
+        diffs = ", ".join(f"{key!r} was {saved[key]!r}, is now {current[key]!r}" for key in changed)
+        raise ValueError(
+            f"cannot resume {where}: the run changed since the checkpoint ({diffs}); resuming would "
+            "misalign the data order. Restore the old setting or start the epoch afresh."
+        )
+
+
 def _dist_rank_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
     if rank is not None and world_size is not None:
         return rank, world_size
@@ -377,6 +408,9 @@ class ShardedVideoTextDataset(IterableDataset):
         shuffle_buffer: Block size of the within-worker shuffle (samples held in memory per worker).
         seed: Base seed of every random draw.
         drop_last: Drop the rank's last incomplete batch.
+        pad_ranks: Pad the epoch by wrap-around so every rank gets the same number of samples (default:
+            ``train``). Evaluation leaves it off: the ranks then get disjoint contiguous spans (sizes differing
+            by at most one) that cover the split exactly once, so no sample is evaluated twice.
         rank: This process's rank (default: from ``torch.distributed`` if initialised, else 0).
         world_size: Number of ranks (default: from ``torch.distributed`` if initialised, else 1).
         num_clips: Clips per video (multi-clip testing).
@@ -398,6 +432,7 @@ class ShardedVideoTextDataset(IterableDataset):
         shuffle_buffer: int = 256,
         seed: int = 0,
         drop_last: bool = False,
+        pad_ranks: bool | None = None,
         rank: int | None = None,
         world_size: int | None = None,
         num_clips: int = 1,
@@ -412,6 +447,7 @@ class ShardedVideoTextDataset(IterableDataset):
         self.batch_size, self.drop_last, self.seed = batch_size, drop_last, seed
         self.shuffle = train if shuffle is None else shuffle
         self.shuffle_buffer = shuffle_buffer
+        self.pad_ranks = train if pad_ranks is None else pad_ranks
         self.rank, self.world_size = _dist_rank_world(rank, world_size)
         if not 0 <= self.rank < self.world_size:
             raise ValueError(f"rank {self.rank} outside world of size {self.world_size}")
@@ -437,10 +473,18 @@ class ShardedVideoTextDataset(IterableDataset):
 
     # ----------------------------------------------------------------------------------- sizes
 
+    def rank_range(self) -> tuple[int, int]:
+        """``(first epoch position, samples)`` of this rank: equal spans of a wrap-around padded epoch
+        (``pad_ranks``), else the unpadded epoch split into contiguous spans differing by at most one."""
+        if self.pad_ranks:
+            span = -(-self.index.total // self.world_size)
+            return self.rank * span, span
+        return split_evenly(self.index.total, self.world_size)[self.rank]
+
     @property
     def span(self) -> int:
-        """Samples per rank and epoch (the epoch is padded by wrap-around to a multiple of the world size)."""
-        return -(-self.index.total // self.world_size)
+        """Samples of this rank per epoch (see :meth:`rank_range`)."""
+        return self.rank_range()[1]
 
     def __len__(self) -> int:
         """Batches per rank and epoch."""
@@ -468,7 +512,7 @@ class ShardedVideoTextDataset(IterableDataset):
             "epoch": self.epoch,
             "batches": self.batches,
             "samples": min(self.batches * self.batch_size, self.num_samples),
-            **self._fingerprint(),
+            **self.fingerprint(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -478,17 +522,14 @@ class ShardedVideoTextDataset(IterableDataset):
             ValueError: The state was saved with different data, batch size, workers, world size, seed or
                 shuffling (the message names the key).
         """
-        for key, value in self._fingerprint().items():
-            if state.get(key, value) != value:
-                raise ValueError(
-                    f"cannot resume: state key {key!r} is {state[key]!r}, this loader has {value!r}"
-                )
+        check_resume(state, self.fingerprint(), f"shards {self.root}")
         epoch, batches = int(state["epoch"]), int(state["batches"])
         if batches >= len(self):
             epoch, batches = epoch + 1, 0
         self.epoch, self.batches, self._resume = epoch, batches, (epoch, batches)
 
-    def _fingerprint(self) -> dict[str, Any]:
+    def fingerprint(self) -> dict[str, Any]:
+        """What the stream order depends on besides the epoch (checked by :meth:`load_state_dict`)."""
         return {
             "total": self.index.total,
             "batch_size": self.batch_size,
@@ -497,6 +538,7 @@ class ShardedVideoTextDataset(IterableDataset):
             "seed": self.seed,
             "shuffle": self.shuffle,
             "drop_last": self.drop_last,
+            "pad_ranks": self.pad_ranks,
         }
 
     def start_iteration(self) -> None:
@@ -549,7 +591,7 @@ class ShardedVideoTextDataset(IterableDataset):
         """Raw samples of rank offsets ``[lo, hi)`` in shuffled-block order, the first ``skip`` left out."""
         size = self.shuffle_buffer
         first_block = skip // size
-        start = self.rank * self.span
+        start = self.rank_range()[0]
         reader = self._read(epoch, start + lo + first_block * size, start + hi)
         for block_lo in range(lo + first_block * size, hi, size):
             block = list(islice(reader, min(size, hi - block_lo)))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import pickle
 import sys
 from typing import Any
 
@@ -47,6 +48,9 @@ class VioletModule(L.LightningModule):
         video_swin_checkpoint: Official Video Swin (Kinetics) checkpoint to initialise the video encoder.
         bert_checkpoint: Hugging Face BERT (name, local ``from_pretrained`` directory or state-dict file) to
             initialise the text embeddings, fusion transformer and MLM head.
+        compile: ``torch.compile`` the video encoder and the fusion transformer in place (at
+            ``configure_model``; parameter names and checkpoints are unchanged).
+        compile_options: Keyword arguments of ``torch.compile`` (e.g. ``{"mode": "max-autotune"}``).
     """
 
     def __init__(
@@ -64,6 +68,8 @@ class VioletModule(L.LightningModule):
         init_checkpoint: str | None = None,
         video_swin_checkpoint: str | None = None,
         bert_checkpoint: str | None = None,
+        compile: bool = False,
+        compile_options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -77,6 +83,14 @@ class VioletModule(L.LightningModule):
         """The model this task trains (subclasses add heads here, before initial weights are loaded)."""
         hp = self.hparams
         return VioletModel(self.cfg, vtm=hp.vtm_head, mlm=hp.mlm_head, mvm=tuple(hp.mvm_heads or ()))
+
+    def configure_model(self) -> None:
+        """Compile the heavy submodules in place when ``compile`` is set (once; Lightning calls this per stage)."""
+        if self.hparams.get("compile") and not getattr(self, "_compiled", False):
+            options = dict(self.hparams.get("compile_options") or {})
+            for module in (self.model.backbone.video, self.model.backbone.fusion):
+                module.compile(**options)
+            self._compiled = True
 
     # ------------------------------------------------------------------ weights
     def _load_initial_weights(self, init: str | None, video_swin: str | None, bert: str | None) -> None:
@@ -103,7 +117,13 @@ class VioletModule(L.LightningModule):
         saved. The file is read with ``weights_only=True``; initial-weight paths recorded in the hyperparameters
         are not re-read (the checkpoint holds the trained weights).
         """
-        peek = torch.load(checkpoint_path, map_location="cpu", weights_only=True, mmap=True)
+        try:
+            peek = _safe_peek(checkpoint_path)
+        except pickle.UnpicklingError as e:  # an object pickle: never executed, refused with the file named
+            reason = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+            raise ValueError(
+                f"{checkpoint_path}: not loaded, it holds objects a safe (weights-only) load refuses: {reason}"
+            ) from None
         target = _saved_class(peek, cls, str(checkpoint_path))
         del peek
         kwargs = {**_NO_INIT, **kwargs}
@@ -111,6 +131,45 @@ class VioletModule(L.LightningModule):
         return loader(
             target, checkpoint_path, map_location=map_location, strict=strict, weights_only=True, **kwargs
         )
+
+    def setup(self, stage: str) -> None:
+        """Check that the data fits the model before the first batch (subclasses: call ``super().setup``)."""
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        tokenizer = getattr(datamodule, "tokenizer", None)
+        if tokenizer is not None and len(tokenizer) > self.cfg.vocab_size:
+            name = getattr(datamodule, "tokenizer_name", None) or getattr(tokenizer, "name_or_path", "?")
+            raise ValueError(
+                f"tokenizer {name!r} has {len(tokenizer)} tokens, but the model (preset {self.hparams.preset!r}) "
+                f"has vocab_size={self.cfg.vocab_size}: its ids would index past the text embedding. Use the "
+                "model's tokenizer (data.tokenizer) or set model.config.vocab_size"
+            )
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse, with the task / preset named, a checkpoint whose weights cannot fit this module."""
+        where = getattr(self._trainer, "ckpt_path", None) if self._trainer is not None else None
+        where = where or "the checkpoint"
+        saved = checkpoint.get("violetv2", {}).get("class_path")
+        mine = f"{type(self).__module__}.{type(self).__qualname__}"
+        if saved and saved != mine and self._trainer is not None:
+            raise ValueError(
+                f"{where} was saved by {saved}; this run is {mine}. ckpt_path resumes the same run: to start "
+                "from another task's weights, pass the file as model.init_checkpoint instead"
+            )
+        strategy = type(self._trainer.strategy).__name__ if self._trainer is not None else ""
+        if strategy in ("FSDPStrategy", "DeepSpeedStrategy", "ModelParallelStrategy"):
+            return  # sharded parameters: local shapes are not the saved ones (the strategy checks on loading)
+        own = self.state_dict()
+        state = checkpoint.get("state_dict", {})
+        bad = [k for k, v in state.items() if k in own and tuple(own[k].shape) != tuple(v.shape)]
+        if bad:
+            hp = checkpoint.get("hyper_parameters", {})
+            k = bad[0]
+            raise ValueError(
+                f"{where} holds another architecture: saved with preset {hp.get('preset')!r} and config "
+                f"{hp.get('config')}, this module has preset {self.hparams.preset!r} and config "
+                f"{self.hparams.config}; {len(bad)} tensors differ in shape, e.g. {k}: "
+                f"{tuple(state[k].shape)} saved vs {tuple(own[k].shape)} here"
+            )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["violetv2"] = {"class_path": f"{type(self).__module__}.{type(self).__qualname__}"}
@@ -159,6 +218,16 @@ def warmup_linear_decay(total_steps: int, warmup_ratio: float) -> Any:
         return max(0.0, (total_steps - step) / max(total_steps - warmup, 1))
 
     return factor
+
+
+def _safe_peek(path: str | os.PathLike) -> dict[str, Any]:
+    """Weights-only load, memory-mapped when the file is a zip archive (legacy pickles are read plainly)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as e:
+        if "mmap" not in str(e):
+            raise
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _saved_class(checkpoint: dict[str, Any], requested: type, path: str) -> type:
