@@ -13,9 +13,10 @@ from typing import Any, ClassVar
 
 import torch
 from einops import rearrange
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..data.batch import VideoTextBatch
+from ..metrics import AccuracyMetric
 from ..models.violet import TASK_ROWS, AttentionMode, FusedSequence
 from .base import VioletModule
 from .pretrain import SpecialTokens
@@ -91,6 +92,8 @@ class DownstreamModule(VioletModule):
 
     task_row: ClassVar[str | None] = None
     """Row of the task-token table this task uses (``None``: the task has no task token)."""
+    accuracies: ClassVar[tuple[str, ...]] = ()
+    """Accuracy metrics logged per evaluation stage (``val/<name>``, ``test/<name>``)."""
 
     def __init__(self, tokenizer: str | None = None, task_token: bool = False, **kwargs: Any) -> None:
         if task_token and self.task_row is None:
@@ -98,6 +101,15 @@ class DownstreamModule(VioletModule):
         super().__init__(**kwargs)
         self._special: SpecialTokens | None = None
         self._tokenizer: Any = None
+        self.accuracy = nn.ModuleDict(
+            {f"{stage}_{name}": AccuracyMetric() for stage in ("val", "test") for name in self.accuracies}
+        )
+
+    def log_accuracy(self, stage: str, name: str, preds: Tensor, target: Tensor, index: Tensor) -> None:
+        """Accumulate ``preds`` vs ``target`` (``-100`` = never correct) and log the epoch accuracy (%)."""
+        metric = self.accuracy[f"{stage}_{name}"]
+        metric.update(preds, target, index)
+        self.log(f"{stage}/{name}", metric, on_step=False, on_epoch=True, batch_size=target.shape[0])
 
     # ------------------------------------------------------------------ tokens
     @property
@@ -157,8 +169,8 @@ class DownstreamModule(VioletModule):
             b = batch.video.shape[0] // batch.num_clips
             start = getattr(self, "_seen", 0)
             self._seen = start + b
-            return torch.arange(start, start + b, device=self.device)
-        return self.rows(batch, "index").to(self.device)
+            return torch.arange(start, start + b, device=batch.video.device)
+        return self.rows(batch, "index").to(batch.video.device)
 
     @staticmethod
     def labels_at(answer_ids: Tensor | None, positions: Tensor) -> Tensor | None:
@@ -173,4 +185,3 @@ class DownstreamModule(VioletModule):
         missing = [n for n in names if getattr(batch, n) is None]
         if missing:
             raise ValueError(f"batch lacks {missing}: check the DataModule feeding this task")
-
