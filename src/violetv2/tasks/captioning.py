@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..data.batch import VideoTextBatch
+from ..metrics import CaptionMetrics
 from ..models.decoding import PrefixCache, fuse_text, prefix_cache
 from ..models.violet import VioletModel
 from .downstream import DownstreamModule, VideoTokens
@@ -210,6 +211,7 @@ class CaptioningModule(DownstreamModule):
         mask_prob: Probability that a caption token becomes ``[MASK]`` in training (published 0.15).
         max_length: Generated caption length limit, ``[CLS]`` and ``[SEP]`` included (published 20).
         beam_size: 1 = the published greedy loop; more = beam search.
+        meteor: Report METEOR (needs Java and the METEOR 1.5 jar); ``None`` = when available.
         tokenizer: Tokenizer name or directory (special ids; needed to write captions as text).
         task_token: Insert the task token (row 3, ``cap``), visible to every row like the video.
         **kwargs: :class:`~violetv2.VioletModule` arguments (preset, config, lr, init_checkpoint, ...).
@@ -222,6 +224,7 @@ class CaptioningModule(DownstreamModule):
         mask_prob: float = 0.15,
         max_length: int = 20,
         beam_size: int = 1,
+        meteor: bool | None = None,
         tokenizer: str | None = None,
         task_token: bool = False,
         **kwargs: Any,
@@ -232,7 +235,9 @@ class CaptioningModule(DownstreamModule):
         kwargs.update(vtm_head=False, mlm_head=True, task_embedding=True)
         kwargs.setdefault("mvm_heads", None)
         super().__init__(tokenizer=tokenizer, task_token=task_token, **kwargs)
-        self.caption_metrics = {stage: None for stage in ("val", "test")}
+        self.caption_metrics = nn.ModuleDict(
+            {stage: CaptionMetrics(meteor=meteor) for stage in ("val", "test")}
+        )
 
     # ------------------------------------------------------------------ training
     def teacher_forced_logits(self, video: VideoTokens, text_ids: Tensor, text_mask: Tensor) -> Tensor:
@@ -273,22 +278,15 @@ class CaptioningModule(DownstreamModule):
         out = self.generate(self.encode(batch))
         return self.decode_text(out.ids), out.score
 
-    def _metric(self, stage: str) -> Any:
-        if self.caption_metrics[stage] is None:
-            from ..metrics import CaptionMetrics
-
-            self.caption_metrics[stage] = CaptionMetrics().to(self.device)
-        return self.caption_metrics[stage]
-
     def _evaluate(self, batch: VideoTextBatch, stage: str) -> None:
         self.require(batch, "answers")
         captions, _ = self.caption_batch(batch)
         refs = [r if isinstance(r, list) else [r] for r in self.rows(batch, "answers")]
-        self._metric(stage).update(captions, refs, self.sample_index(batch))
+        self.caption_metrics[stage].update(captions, refs, self.sample_index(batch))
 
     def _log_metrics(self, stage: str) -> None:
         metric = self.caption_metrics[stage]
-        if metric is None:
+        if not metric.update_called:
             return
         values = metric.compute()
         metric.reset()
@@ -306,6 +304,7 @@ class CaptioningModule(DownstreamModule):
     def on_test_epoch_end(self) -> None:
         self._log_metrics("test")
 
+    @torch.no_grad()
     def predict_step(self, batch: VideoTextBatch, batch_idx: int) -> list[dict[str, Any]]:
         """One ``{id: video id, prediction: caption, score: confidence}`` per distinct video of the batch."""
         captions, score = self.caption_batch(batch)

@@ -78,6 +78,7 @@ class MultipleChoiceModule(DownstreamModule):
     def test_step(self, batch: VideoTextBatch, batch_idx: int) -> None:
         self._evaluate(batch, "test")
 
+    @torch.no_grad()
     def predict_step(self, batch: VideoTextBatch, batch_idx: int) -> list[dict[str, Any]]:
         """``{id, prediction: option index, score: its softmax probability}`` per question."""
         probs = self.forward_batch(batch).softmax(1)
@@ -184,6 +185,7 @@ class PromptChoiceModule(DownstreamModule):
     def test_step(self, batch: VideoTextBatch, batch_idx: int) -> None:
         self._evaluate(batch, "test")
 
+    @torch.no_grad()
     def predict_step(self, batch: VideoTextBatch, batch_idx: int) -> list[dict[str, Any]]:
         """``{id, prediction: option index, score}`` per question (score: softmax over the option logits)."""
         logits, _ = self.forward_batch(batch)

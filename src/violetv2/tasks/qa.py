@@ -129,6 +129,7 @@ class OpenQAModule(DownstreamModule):
     def test_step(self, batch: VideoTextBatch, batch_idx: int) -> None:
         self._evaluate(batch, "test")
 
+    @torch.no_grad()
     def predict_step(self, batch: VideoTextBatch, batch_idx: int) -> list[dict[str, Any]]:
         """``{id, prediction: answer, score: its softmax probability}`` per question."""
         logits, _ = self.forward_batch(batch)

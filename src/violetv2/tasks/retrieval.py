@@ -191,6 +191,7 @@ class RetrievalModule(DownstreamModule):
     def on_test_epoch_end(self) -> None:
         self._evaluate("test")
 
+    @torch.no_grad()
     def predict_step(self, batch: VideoTextBatch, batch_idx: int) -> list[dict[str, Any]]:
         """Matching score of every (video, text) row: ``{id, prediction: video id, score}``."""
         video = self.encode(batch)
