@@ -64,7 +64,9 @@ def models(folder):
     mlm_sd = maker.build("mlm")
     # the VTM-head dict by the same per-key rule: trunk keys are the MLM dict's tensors, fc.* generated
     vtm_sd = {
-        name: mlm_sd[name] if name in mlm_sd else maker.build_state_dict.__globals__["rand_param"](name, shape)
+        name: mlm_sd[name]
+        if name in mlm_sd
+        else maker.build_state_dict.__globals__["rand_param"](name, shape)
         for name, shape in maker.parse_tsv(maker.HEADS["vtm"])
     }
     assert [round(x, 8) for x in vtm_sd["fc.1.weight"].flatten()[:4].tolist()] == [
@@ -255,7 +257,9 @@ def test_compare_downstream_passes(folder, outputs, tmp_path):
     save_file({k: v.detach().contiguous() for k, v in outputs.items()}, str(candidate))
     script = os.path.join(folder, "compare_downstream.py")
     reference = os.path.join(folder, "violetv2_downstream_parity.safetensors")
-    result = subprocess.run([sys.executable, script, reference, str(candidate)], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, script, reference, str(candidate)], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout[-4000:]
 
 

@@ -120,7 +120,9 @@ def test_training_step_finite_loss_and_gradients(tok, case):
     assert grads and all(torch.isfinite(g).all() for g in grads)
     assert module.model.backbone.fusion.layers[0].query.weight.grad.abs().sum() > 0
     if kwargs.get("task_token"):
-        assert module.model.task_embedding.grad[module.model.task_embedding.grad.abs().sum(1) > 0].shape[0] == 1
+        assert (
+            module.model.task_embedding.grad[module.model.task_embedding.grad.abs().sum(1) > 0].shape[0] == 1
+        )
 
 
 def _trainer():
@@ -167,7 +169,9 @@ def test_prompt_choice_digits_release_score_and_eval(tok):
     with torch.no_grad():
         mask_logits, pos = module.eval().forward_batch(batch)
     answer, label = module.targets(batch, pos)
-    assert torch.equal(label, batch.label) and torch.equal(answer, torch.tensor(module.digit_ids)[batch.label])
+    assert torch.equal(label, batch.label) and torch.equal(
+        answer, torch.tensor(module.digit_ids)[batch.label]
+    )
     metrics = _trainer().validate(module, _loader([batch]), verbose=False)[0]
     pred = mask_logits[:, module.digit_ids].argmax(1)
     assert metrics["val/acc"] == pytest.approx(_accuracy(pred, batch.label))
@@ -201,3 +205,116 @@ def test_open_qa_accuracy_over_every_question(tok, head):
     batch.answer_ids = torch.where(batch.answer_ids > 0, 5, batch.answer_ids)
     rigged = _trainer().test(module, _loader([batch]), verbose=False)[0]
     assert rigged["test/acc"] == pytest.approx(75.0) and rigged["test/acc_top5"] == pytest.approx(75.0)
+
+
+def test_retrieval_all_pairs_eval_several_captions_and_clips(tok):
+    module = _make(RetrievalModule, tok).eval()
+    # 6 texts over 4 videos (v0 and v2 have two captions each), two clips per video, 3 batches
+    vids = ["v0", "v1", "v0", "v2", "v3", "v2"]
+    g = torch.Generator().manual_seed(3)
+    clips = {v: torch.randn(2, 2, 3, 64, 64, generator=g) for v in sorted(set(vids))}
+    ids, mask = _text(6, 10, g)
+    batches = []
+    for rows in ([0, 1], [2, 3], [4, 5], [0, 1]):  # the last repeats the first (a padded sampler)
+        video = torch.cat([clips[vids[r]] for r in rows])
+        batches.append(
+            VideoTextBatch(
+                video,
+                ids[rows].repeat_interleave(2, 0),
+                mask[rows].repeat_interleave(2, 0),
+                video_ids=[vids[r] for r in rows for _ in range(2)],
+                index=torch.tensor(rows).repeat_interleave(2),
+                num_clips=2,
+            )
+        )
+    metrics = _trainer().test(module, _loader(batches), verbose=False)[0]
+    with torch.no_grad():  # independently: each video's clips encoded separately, tokens averaged
+        backbone = module.model.backbone
+        names = sorted(clips)
+        tokens = torch.stack([backbone.encode_video(clips[v]).mean(0) for v in names])
+        fused = backbone.fuse(
+            tokens.repeat_interleave(6, 0), ids.repeat(4, 1), mask.repeat(4, 1), frames=2, grid=(2, 2)
+        )
+        scores = module.model.vtm_logits(fused).view(4, 6).t().sigmoid()
+    expected = retrieval_metrics(scores, torch.tensor([names.index(v) for v in vids]))
+    assert set(expected) == {k.removeprefix("test/") for k in metrics}
+    for k, v in expected.items():
+        assert metrics[f"test/{k}"] == pytest.approx(v), k
+    module.hparams.pair_batch = 5  # chunking does not change the scores
+    module.cache_batch(batches[0])
+    module.cache_batch(batches[1])
+    chunked, video_ids, positive = module.all_pair_scores()
+    assert video_ids == ["v0", "v1", "v2"] and positive.tolist() == [0, 1, 0, 2]
+    assert torch.allclose(chunked, scores[:4, :3], atol=1e-6)
+
+
+def test_retrieval_training_uses_all_pairs(tok):
+    module = _make(RetrievalModule, tok)
+    batch = _batch(video_ids=[f"v{i}" for i in range(4)])
+    with torch.no_grad():
+        video = module.eval().encode(batch)
+        logits = module.pair_logits(video, batch.text_ids, batch.text_mask)
+        single = module.model.vtm_logits(
+            module.fuse(video.select(slice(2, 3)), batch.text_ids[1:2], batch.text_mask[1:2])
+        )
+    assert logits.shape == (4, 4) and torch.allclose(logits[2, 1], single[0], atol=1e-6)
+
+
+def test_multi_clip_tokens_are_averaged(tok):
+    module = _make(MultipleChoiceModule, tok).eval()
+    batch = _mc_batch(b=2, clips=3)
+    with torch.no_grad():
+        video = module.encode(batch)
+        separate = module.model.backbone.encode_video(batch.video).view(2, 3, *video.tokens.shape[1:]).mean(1)
+        logits = module.forward_batch(batch)
+    assert video.tokens.shape[0] == 2 and torch.allclose(video.tokens, separate, atol=1e-6)
+    assert logits.shape == (2, 3)
+    assert torch.equal(average_clips(torch.ones(4, 2, 3), 1), torch.ones(4, 2, 3))
+    with pytest.raises(ValueError, match="multiple of num_clips"):
+        average_clips(torch.ones(5, 2, 3), 2)
+
+
+def test_task_token_sits_between_video_and_text(tok):
+    module = _make(OpenQAModule, tok, task_token=True).eval()
+    backbone, model = module.model.backbone, module.model
+    batch = _qa_batch(b=2)
+    with torch.no_grad():
+        video = module.encode(batch)
+        fused = module.fuse(video, batch.text_ids, batch.text_mask)
+        # the token is the raw table row: a fusion with zero layers returns the inputs
+        layers = backbone.fusion.layers
+        backbone.fusion.layers = torch.nn.ModuleList()
+        raw = module.fuse(video, batch.text_ids, batch.text_mask)
+        backbone.fusion.layers = layers
+    nv = video.tokens.shape[1]
+    assert fused.prefix == 1 and fused.text_start == nv + 1
+    assert fused.hidden.shape[1] == nv + 1 + batch.text_ids.shape[1] and fused.text.shape[1] == 10
+    assert torch.equal(raw.hidden[:, nv], model.task_embedding[2].expand(2, -1))
+    assert torch.equal(raw.after_video[:, 0], model.task_embedding[2].expand(2, -1))
+    # row 2 only matters: another row changes the output, the others do not enter
+    with torch.no_grad():
+        before = fused.text.clone()
+        model.task_embedding[0] += 1.0
+        same = module.fuse(video, batch.text_ids, batch.text_mask).text
+        model.task_embedding[2] += 1.0
+        changed = module.fuse(video, batch.text_ids, batch.text_mask).text
+    assert torch.allclose(same, before) and not torch.allclose(changed, before, atol=1e-3)
+    with pytest.raises(ValueError, match="no task token"):
+        _make(RetrievalModule, tok, task_token=True)
+
+
+def test_seq2seq_task_column_visible_to_every_row():
+    prefix = torch.ones(1, 3, dtype=torch.long)  # 2 video tokens + the task token
+    mask = seq2seq_mask(prefix, torch.ones(1, 4, dtype=torch.long))[0, 0]
+    assert mask[:, :3].all()  # video, task and text rows see video + task
+    assert not mask[:3, 3:].any()  # video and task rows see no text
+    assert torch.equal(mask[3:, 3:], torch.ones(4, 4, dtype=torch.bool).tril())
+
+
+def test_mask_positions_need_exactly_one_mask():
+    ids = torch.tensor([[2, 5, 4, 3], [2, 4, 5, 3]])
+    assert mask_positions(ids, 4).tolist() == [2, 1]
+    with pytest.raises(ValueError, match=r"rows \[0\].*exactly one"):
+        mask_positions(torch.tensor([[2, 4, 4, 3], [2, 4, 5, 3]]), 4)
+    with pytest.raises(ValueError, match=r"rows \[1\]"):
+        mask_positions(torch.tensor([[2, 4, 5, 3], [2, 5, 5, 3]]), 4)
