@@ -288,3 +288,28 @@ def test_release_tgif_score_differs_from_argmax(outputs):
     assert logits[1].sum() < 0
     assert outputs["tgif.pred_release"][1] == logits[1].argmin()
     assert outputs["tgif.pred_argmax_logits"][1] == logits[1].argmax()
+
+
+@pytest.mark.gpu
+def test_parity_on_cuda(ref, models):
+    """Open QA and the greedy caption decode on CUDA in fp32 (TF32 off) stay within the CPU tolerances."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    mlm = models[1].cuda()
+    try:
+        qa = _module(OpenQAModule, mlm)
+        cap = _module(CaptioningModule, mlm, task_token=True)
+        with torch.no_grad():
+            batch = VideoTextBatch(
+                *(ref[k].cuda() for k in ("in.video", "in.qaoe_txt_ids", "in.qaoe_txt_mask"))
+            )
+            video = qa.encode(batch)
+            logits, _ = qa.mask_logits(video, batch.text_ids, batch.text_mask)
+            dec = cap.generate(video)
+        assert (logits.topk(10).values.cpu() - ref["qaoe.mask_top10_values"]).abs().max() <= 1e-4
+        assert torch.equal(dec.ids.cpu(), ref["cap_tt_dec.ids"])
+        assert (dec.score.cpu() - ref["cap_tt_dec.logprob"]).abs().max() <= 2e-4
+    finally:
+        models[1].cpu()

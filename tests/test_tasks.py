@@ -318,3 +318,25 @@ def test_mask_positions_need_exactly_one_mask():
         mask_positions(torch.tensor([[2, 4, 4, 3], [2, 4, 5, 3]]), 4)
     with pytest.raises(ValueError, match=r"rows \[1\]"):
         mask_positions(torch.tensor([[2, 4, 5, 3], [2, 5, 5, 3]]), 4)
+
+
+def test_trained_task_module_checkpoint_restores_its_class(tok, tmp_path):
+    from violetv2 import VioletModule
+
+    module = _make(PromptChoiceModule, tok, task_token=True, option_score="release_sum")
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, _loader([_prompt_batch()]))
+    path = tmp_path / "tgif.ckpt"
+    trainer.save_checkpoint(path)
+    restored = VioletModule.load_from_checkpoint(path)
+    assert type(restored) is PromptChoiceModule
+    assert restored.hparams.task_token and restored.hparams.option_score == "release_sum"
+    for k, v in module.state_dict().items():
+        assert torch.equal(v, restored.state_dict()[k]), k
