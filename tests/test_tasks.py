@@ -318,6 +318,23 @@ def test_mask_positions_need_exactly_one_mask():
         mask_positions(torch.tensor([[2, 4, 4, 3], [2, 4, 5, 3]]), 4)
     with pytest.raises(ValueError, match=r"rows \[1\]"):
         mask_positions(torch.tensor([[2, 4, 5, 3], [2, 5, 5, 3]]), 4)
+    assert mask_positions(torch.tensor([[2, 4, 5, 3], [2, 5, 5, 3]]), 4, allow_missing=True).tolist() == [
+        1,
+        -1,
+    ]
+
+
+def test_fill_blank_truncated_away_counts_as_wrong(tok):
+    module = _make(OpenQAModule, tok).eval()
+    batch = _qa_batch()
+    row = batch.text_ids[1]
+    batch.answer_ids[1] = -100
+    batch.text_ids[1] = torch.where(row == MASK, 7, row)  # the blank was cut off with the text's end
+    with torch.no_grad():
+        logits, target = module.forward_batch(batch)
+    assert target[1] == -100 and target[0] != -100
+    metrics = _trainer().test(module, _loader([batch]), verbose=False)[0]
+    assert metrics["test/acc"] == pytest.approx(_accuracy(logits.argmax(1), target))
 
 
 def test_trained_task_module_checkpoint_restores_its_class(tok, tmp_path):

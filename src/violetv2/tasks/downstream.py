@@ -19,6 +19,7 @@ from ..data.batch import VideoTextBatch
 from ..metrics import AccuracyMetric
 from ..models.violet import TASK_ROWS, AttentionMode, FusedSequence
 from .base import VioletModule
+from .losses import IGNORE_INDEX
 from .pretrain import SpecialTokens
 
 __all__ = ["DownstreamModule", "VideoTokens", "average_clips", "first_of_clips", "mask_positions"]
@@ -62,21 +63,31 @@ def first_of_clips(value: Any, num_clips: int) -> Any:
     return value[::num_clips]
 
 
-def mask_positions(text_ids: Tensor, mask_token_id: int, name: str = "text_ids") -> Tensor:
+def mask_positions(
+    text_ids: Tensor, mask_token_id: int, name: str = "text_ids", allow_missing: bool = False
+) -> Tensor:
     """``[b]`` position of the single ``[MASK]`` in every row of ``[b, l]`` ids.
 
+    Args:
+        text_ids: ``[b, l]`` token ids.
+        mask_token_id: Id of ``[MASK]``.
+        name: Used in error messages.
+        allow_missing: Rows without a ``[MASK]`` (a fill-in-the-blank whose blank was truncated away) get
+            position -1 instead of an error.
+
     Raises:
-        ValueError: A row without, or with more than one, ``[MASK]``.
+        ValueError: A row with more than one ``[MASK]``, or without one unless ``allow_missing``.
     """
     is_mask = text_ids == mask_token_id
     counts = is_mask.sum(1)
-    if not bool((counts == 1).all()):
-        bad = (counts != 1).nonzero().flatten().tolist()
+    bad = (counts > 1) | ((counts == 0) & (not allow_missing))
+    if bool(bad.any()):
+        rows = bad.nonzero().flatten().tolist()
         raise ValueError(
-            f"{name}: rows {bad[:8]} hold {counts[bad[:8]].tolist()} [MASK] tokens (id {mask_token_id}); "
+            f"{name}: rows {rows[:8]} hold {counts[rows[:8]].tolist()} [MASK] tokens (id {mask_token_id}); "
             "exactly one is expected (check the text layout and the tokenizer)"
         )
-    return is_mask.int().argmax(1)
+    return torch.where(counts == 1, is_mask.int().argmax(1), -1)
 
 
 class DownstreamModule(VioletModule):
@@ -174,10 +185,13 @@ class DownstreamModule(VioletModule):
 
     @staticmethod
     def labels_at(answer_ids: Tensor | None, positions: Tensor) -> Tensor | None:
-        """``answer_ids`` read at one position per row (``None`` when there are no answer ids)."""
+        """``answer_ids`` read at one position per row, -100 where the position is -1 (``None`` when there
+        are no answer ids)."""
         if answer_ids is None:
             return None
-        return answer_ids.gather(1, positions[:, None]).squeeze(1)
+        found = positions >= 0
+        labels = answer_ids.gather(1, positions.clamp_min(0)[:, None]).squeeze(1)
+        return torch.where(found, labels, torch.full_like(labels, IGNORE_INDEX))
 
     @staticmethod
     def require(batch: VideoTextBatch, *names: str) -> None:

@@ -83,10 +83,14 @@ class OpenQAModule(DownstreamModule):
 
     # ------------------------------------------------------------------ forward
     def mask_logits(self, video: VideoTokens, text_ids: Tensor, text_mask: Tensor) -> tuple[Tensor, Tensor]:
-        """``([b, vocab] MLM logits at the [MASK], [b] its text position)`` (MLM head)."""
-        pos = mask_positions(text_ids, self.special.mask)
+        """``([b, vocab] MLM logits at the [MASK], [b] its text position)`` (MLM head).
+
+        A fill-in-the-blank whose blank was truncated away has no ``[MASK]``: position -1, logits read at
+        the ``[CLS]``, and its target becomes -100 (the question counts as wrong, as in the release).
+        """
+        pos = mask_positions(text_ids, self.special.mask, allow_missing=True)
         fused = self.fuse(video, text_ids, text_mask)
-        hidden = fused.text[torch.arange(text_ids.shape[0], device=pos.device), pos]
+        hidden = fused.text[torch.arange(text_ids.shape[0], device=pos.device), pos.clamp_min(0)]
         return self.model.mlm_head(hidden), pos
 
     def class_logits(self, video: VideoTokens, text_ids: Tensor, text_mask: Tensor) -> Tensor:
@@ -101,7 +105,7 @@ class OpenQAModule(DownstreamModule):
         if self.hparams.head == "classifier":
             return self.class_logits(video, ids, mask), self.rows(batch, "label")
         logits, pos = self.mask_logits(video, ids, mask)
-        return logits, self.labels_at(self.rows(batch, "answer_ids"), pos)
+        return logits, self.labels_at(self.rows(batch, "answer_ids"), pos)  # -100 where no [MASK] is left
 
     # ------------------------------------------------------------------ steps
     def training_step(self, batch: VideoTextBatch, batch_idx: int) -> Tensor:
