@@ -170,6 +170,8 @@ def save_checkpoint(model: VioletModel, path: str | os.PathLike, **hparams: Any)
         "vtm_head": model.vtm_head is not None,
         "mlm_head": model.mlm_head is not None,
         "mvm_heads": list(model.mvm_heads.keys()),
+        "task_embedding": model.task_embedding is not None,
+        "num_answers": None if model.answer_head is None else model.answer_head.fc2.out_features,
         **hparams,
     }
     checkpoint = {
