@@ -10,7 +10,7 @@ import logging
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -25,9 +25,9 @@ __all__ = ["ClipBatch", "ClipDataset", "Failure", "VideoInput", "Videos", "input
 
 log = logging.getLogger(__name__)
 
-VideoInput = Union[str, os.PathLike, bytes, Tensor]
+VideoInput = str | os.PathLike | bytes | Tensor
 """One video: a path (any container PyAV reads, GIFs, still images), its bytes, or uint8 ``[t, c, h, w]``."""
-Videos = Union[Sequence[VideoInput], VideoInput, Tensor, VideoTextBatch]
+Videos = Sequence[VideoInput] | VideoInput | Tensor | VideoTextBatch
 """Several videos: a list of :data:`VideoInput`, one of them, or an already-decoded ``[b, t, c, h, w]`` batch
 (float, preprocessed as the model expects) / a :class:`~violetv2.data.batch.VideoTextBatch`."""
 

@@ -146,6 +146,9 @@ class PretrainedMixin:
         model = self.model
         heads = {"vtm": model.vtm_head is not None, "mlm": model.mlm_head is not None}
         heads["mvm"] = list(model.mvm_heads.keys())
+        heads["task_embedding"] = getattr(model, "task_embedding", None) is not None
+        answers = getattr(model, "answer_head", None)
+        heads["answers"] = answers.fc2.out_features if answers is not None else None
         return {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -208,7 +211,8 @@ class PretrainedMixin:
             strict: Every weight must match the rebuilt module's.
             preprocessing: Replace (a :class:`Preprocessing`) or update (a dict of fields) what was saved.
             task: For release files only: the task class to build (a key of :data:`TASKS`); default from the
-                heads found (VTM + MLM: the base module, VTM only: retrieval, MLM only: open-ended QA).
+                heads found (VTM + MLM: the base module, VTM only: retrieval, MLM only or an answer
+                classifier: open-ended QA).
             architecture: For release files only: the config when no preset matches (e.g. tiny test models).
             revision: Hub revision (branch, tag or commit).
             cache_dir: Hub cache directory.
@@ -368,7 +372,9 @@ def _from_lightning(cls: type, path: Path, map_location: Any, strict: bool, over
     return module
 
 
-def _default_task(vtm: bool, mlm: bool) -> str:
+def _default_task(vtm: bool, mlm: bool, answers: Any) -> str:
+    if answers is not None:
+        return "open_qa"
     if vtm and mlm:
         return "base"
     return "retrieval" if vtm else "open_qa"
@@ -393,18 +399,21 @@ def wrap_model(
     """
     from ..tasks.base import VioletModule
 
-    name = task or _default_task(model.vtm_head is not None, model.mlm_head is not None)
+    answers = getattr(model, "answer_head", None)
+    name = task or _default_task(model.vtm_head is not None, model.mlm_head is not None, answers)
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; choose from {sorted(TASKS)}")
     target = _resolve_class(requested or VioletModule, TASKS[name], source)
     if task_embedding is None:
         task_embedding = getattr(model, "task_embedding", None) is not None
+    answers = getattr(model, "answer_head", None)
     args = {
         "preset": model.cfg.name,
         "vtm_head": model.vtm_head is not None,
         "mlm_head": model.mlm_head is not None,
         "mvm_heads": list(model.mvm_heads.keys()),
         "task_embedding": task_embedding,
+        "num_answers": answers.fc2.out_features if answers is not None else None,
         "tokenizer": tokenizer,
     }
     args = {k: v for k, v in args.items() if _accepts(target, k)}
