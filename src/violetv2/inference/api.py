@@ -20,7 +20,7 @@ from torch import Tensor
 from .index import VideoIndex, encoder_fingerprint
 from .inputs import ClipBatch, Failure, Videos, iter_clips
 from .pretrained import TASKS, _resolve_class
-from .results import Answer, Caption, Hit, Results
+from .results import Hit, Results
 
 __all__ = ["InferenceMixin", "MissingHeadError"]
 
@@ -118,18 +118,19 @@ class InferenceMixin:
         self._need("index_videos", "vtm")
         view = self.task_view("retrieval")
         failures: list[Failure] = []
-        names, tokens, meta = [], [], (self.preprocessing.num_frames, (0, 0))
+        names, positions, tokens, meta = [], [], [], (self.preprocessing.num_frames, (0, 0))
         options = {"batch_size": batch_size, "num_workers": num_workers, "progress": progress}
         with self._inference():
             for batch in self._clips(videos, options, failures):
                 video = view.encode(_as_batch(batch))
                 names += batch.names
+                positions += batch.indices
                 tokens.append(video.tokens)
                 meta = (video.frames, video.grid)
             fingerprint = encoder_fingerprint(self.model, self.preprocessing.to_dict())
         if not tokens:
             raise ValueError(f"none of the videos could be read: {[f.video for f in failures][:8]}")
-        return VideoIndex(names, torch.cat(tokens), meta[0], meta[1], fingerprint, failures)
+        return VideoIndex(names, torch.cat(tokens), meta[0], meta[1], fingerprint, failures, positions)
 
     def retrieve(
         self,
@@ -160,12 +161,14 @@ class InferenceMixin:
         queries = [texts] if isinstance(texts, str) else list(texts)
         index = videos if isinstance(videos, VideoIndex) else None
         if index is None:
-            index = self.index_videos(videos, batch_size=batch_size, num_workers=num_workers, progress=progress)
+            index = self.index_videos(
+                videos, batch_size=batch_size, num_workers=num_workers, progress=progress
+            )
         scores = self.text_video_scores(queries, index)
         k = len(index) if top_k is None else min(top_k, len(index))
         top = scores.topk(k, dim=1) if k else None
         hits = [
-            Hit(query, index.names[j], float(s), rank + 1, int(j))
+            Hit(query, index.names[j], float(s), rank + 1, index.positions[j])
             for q, query in enumerate(queries)
             for rank, (s, j) in enumerate(zip(top.values[q], top.indices[q]))
         ]
@@ -207,7 +210,10 @@ def _build_view(module: Any, target: type) -> Any:
     from .pretrained import _accepts
 
     cfg = module.cfg
-    args: dict[str, Any] = {"preset": cfg.name, "config": {k: v for k, v in cfg.to_dict().items() if k != "name"}}
+    args: dict[str, Any] = {
+        "preset": cfg.name,
+        "config": {k: v for k, v in cfg.to_dict().items() if k != "name"},
+    }
     if _accepts(target, "tokenizer"):
         args["tokenizer"] = module.preprocessing.tokenizer
     with torch.device("meta"):

@@ -46,6 +46,7 @@ class VideoIndex:
         grid: Token grid ``(gh, gw)`` of a frame.
         fingerprint: :func:`encoder_fingerprint` of the model that encoded them.
         failures: Inputs that could not be read when the index was built.
+        positions: Position of each encoded video in the input list (unreadable ones are left out).
     """
 
     names: list[str]
@@ -54,11 +55,14 @@ class VideoIndex:
     grid: tuple[int, int]
     fingerprint: str
     failures: list[Failure] = field(default_factory=list)
+    positions: list[int] | None = None
 
     def __post_init__(self) -> None:
         if self.tokens.dim() != 3 or self.tokens.shape[0] != len(self.names):
             raise ValueError(f"tokens {tuple(self.tokens.shape)} do not match {len(self.names)} names")
         self.grid = tuple(self.grid)  # type: ignore[assignment]
+        if self.positions is None:
+            self.positions = list(range(len(self.names)))
 
     def __len__(self) -> int:
         return len(self.names)
@@ -85,6 +89,7 @@ class VideoIndex:
             "grid": list(self.grid),
             "fingerprint": self.fingerprint,
             "failures": [vars(f) for f in self.failures],
+            "positions": self.positions,
         }
         save_file({"tokens": self.tokens.detach().cpu().contiguous()}, str(path), {"index": json.dumps(meta)})
         return path
@@ -100,4 +105,7 @@ class VideoIndex:
                 raise ValueError(f"{path} is not a VideoIndex file (written by VideoIndex.save)")
             tokens = f.get_tensor("tokens")
         failures = [Failure(**f) for f in meta["failures"]]
-        return cls(meta["names"], tokens, meta["frames"], tuple(meta["grid"]), meta["fingerprint"], failures)
+        grid = tuple(meta["grid"])
+        return cls(
+            meta["names"], tokens, meta["frames"], grid, meta["fingerprint"], failures, meta["positions"]
+        )

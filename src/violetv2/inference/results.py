@@ -22,7 +22,7 @@ class Hit:
         video: The video's name (its path, or ``<bytes #i>`` / ``<tensor #i>``).
         score: The task's matching score (VTM logit; higher = better).
         rank: 1 for the best video of this query.
-        video_index: The video's position in the collection.
+        video_index: The video's position in the input list.
     """
 
     query: str
