@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+import random
 from pathlib import Path
 
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from _videos import make_tokenizer, make_videos
+from _videos import frame_index, make_tokenizer, make_videos
+from violetv2.data import layouts
 from violetv2.data.batch import VideoTextBatch
 from violetv2.data.dataset import VideoTextDataset, collate, resolve_video
 from violetv2.data.records import Record
@@ -109,43 +111,96 @@ def test_image_record_is_one_frame(root: Path, tokenizer) -> None:
     assert ds[0]["video"].shape == (1, 1, 3, SIZE, SIZE) and ds[0]["is_image"]
 
 
-def test_multiple_choice(root: Path, tokenizer) -> None:
+@pytest.fixture(scope="module")
+def prompt_tokenizer(tmp_path_factory: pytest.TempPathFactory):
+    """A tokenizer that also knows the prompt words of mc_prompt / qa (``option``, the digits)."""
+    words = "a man is playing guitar dog cat runs what the answer : ? . , does do option 0 1 2 3 4".split()
+    return make_tokenizer(tmp_path_factory.mktemp("prompt_tokenizer"), words)
+
+
+def test_multiple_choice_vtm_layout(root: Path, tokenizer) -> None:
     options = ["a man is playing guitar", "a dog runs", "a cat"]
     with_q = Record("m0", "sparse", "what does the man do ?", "multiple_choice", options, label=1)
     no_q = Record("m1", "dense", "", "multiple_choice", options[:2], label=0)
     ds = make_dataset([with_q, no_q], root, tokenizer)
     sample = ds[0]
     assert sample["option_ids"].shape == (3, MAX_LEN)
-    row = sample["option_ids"][1].tolist()
-    assert row.count(tokenizer.sep_token_id) == 2  # question [SEP] option [SEP]
-    assert ds[1]["option_ids"][0].tolist().count(tokenizer.sep_token_id) == 1  # option alone
+    expected = layouts.caption(tokenizer, "what does the man do ? a dog runs", MAX_LEN).ids
+    assert torch.equal(sample["option_ids"][1], expected)  # question + " " + option, one [SEP]
+    assert torch.equal(ds[1]["option_ids"][0], layouts.caption(tokenizer, options[0], MAX_LEN).ids)
     batch = collate([ds[0], ds[1]])
     assert batch.option_ids.shape == (2, 3, MAX_LEN) and batch.label.tolist() == [1, 0]
     assert batch.option_mask[1, 2].sum() == 0  # padded missing option
+    assert batch.index.tolist() == [0, 1] and batch.index.dtype == torch.long
+
+
+def test_multiple_choice_prompt_layout(root: Path, prompt_tokenizer) -> None:
+    tok = prompt_tokenizer
+    options = ["a man", "a dog", "a cat", "guitar", "runs"]
+    record = Record("t0", "sparse", "what does the man do ?", "multiple_choice", options, label=3)
+    sample = make_dataset([record], root, tok, text_layout="mc_prompt")[0]
+    ids, labels = sample["text_ids"], sample["answer_ids"]
+    assert ids.shape == (MAX_LEN + 3,) and "option_ids" not in sample and sample["label"] == 3
+    at_mask = ids == tok.mask_token_id
+    assert at_mask.sum() == 1 and labels[at_mask].item() == tok.convert_tokens_to_ids("3")
+    assert (labels[~at_mask] == -100).all()
+    assert ids[-3:].tolist() == [tok.mask_token_id, tok.sep_token_id, 0]  # options cut at L - 1 pieces
 
 
 @pytest.mark.parametrize(
-    ("task", "text", "answer", "pieces"),
+    ("task", "text", "answer", "single"),
     [
-        ("open_qa", "what is the man playing ?", "guitar", 1),
-        ("fill_blank", "a man is _____ guitar", "playing", 1),
-        ("open_qa", "what does he do ?", "skateboarding", 3),
+        ("open_qa", "what is the man playing ?", "guitar", True),
+        ("fill_blank", "a man is _____ guitar", "playing", True),
+        ("open_qa", "what does he do ?", "skateboarding", False),  # three word pieces: never answerable
     ],
 )
-def test_masked_answer(root: Path, tokenizer, task: str, text: str, answer: str, pieces: int) -> None:
-    ds = make_dataset([Record("q", "sparse", text, task, answer=answer)], root, tokenizer)
-    sample = ds[0]
+def test_masked_answer(root: Path, prompt_tokenizer, task: str, text: str, answer: str, single: bool) -> None:
+    tok = prompt_tokenizer
+    sample = make_dataset([Record("q", "sparse", text, task, answer=answer)], root, tok)[0]
     ids, targets = sample["text_ids"], sample["answer_ids"]
-    at_mask = ids == tokenizer.mask_token_id
+    at_mask = ids == tok.mask_token_id
     assert at_mask.sum() == 1
-    first_piece = tokenizer(answer, add_special_tokens=False)["input_ids"][0]
-    assert targets[at_mask].item() == first_piece
-    assert (targets[~at_mask] == -100).all()
-    assert sample["answers"] == answer and sample["answer_pieces"] == pieces
+    assert targets[at_mask].item() == (tok.convert_tokens_to_ids(answer) if single else -100)
+    assert (targets[~at_mask] == -100).all() and sample["answers"] == answer and "label" not in sample
+    length = MAX_LEN + 5 if task == "open_qa" else MAX_LEN
     if task == "open_qa":
-        assert ids.tolist().count(tokenizer.sep_token_id) == 2  # question [SEP] answer : [MASK] [SEP]
+        answer_colon = tok.convert_tokens_to_ids(["answer", ":"])
+        assert ids[at_mask.nonzero()[0, 0] - 2 :][:2].tolist() == answer_colon
     batch = collate([sample])
-    assert batch.answer_ids.shape == (1, MAX_LEN) and batch.answers == [answer]
+    assert batch.answer_ids.shape == batch.text_ids.shape == (1, length) and batch.answers == [answer]
+
+
+def test_answer_vocabulary_labels(root: Path, prompt_tokenizer) -> None:
+    answers = ["dog", "cat", "dog", "man", "cat", "dog", "guitar"]
+    assert layouts.answer_vocabulary(answers) == ["dog", "cat", "man", "guitar"]
+    assert layouts.answer_vocabulary([*answers, None], size=2) == ["dog", "cat"]
+    records = [Record(f"q{i}", "sparse", "what is it ?", "open_qa", answer=a) for i, a in enumerate(answers)]
+    ds = make_dataset(records, root, prompt_tokenizer, answer_vocab=["dog", "cat"], text_layout="caption")
+    assert [ds[i]["label"] for i in range(4)] == [0, 1, 0, -100]
+    assert ds[0]["text_ids"].shape == (MAX_LEN,) and "answer_ids" not in ds[0]  # question as str2txt
+    with pytest.raises(ValueError, match="no training answers"):
+        layouts.answer_vocabulary([None])
+
+
+def test_paragraph_retrieval_trains_on_random_sentence_subsets(root: Path, tokenizer) -> None:
+    caps = ["a man runs", "a dog runs", "a cat"]
+    record = Record("p", "sparse", " ".join(caps), "retrieval", captions=caps)
+    ds = make_dataset([record], root, tokenizer, train=True)
+    texts = set()
+    for epoch in range(12):
+        ds.set_epoch(epoch)
+        texts.add(tuple(ds[0]["text_ids"].tolist()))
+    assert len(texts) > 2
+    evaluation = make_dataset([record], root, tokenizer)[0]["text_ids"]
+    assert torch.equal(evaluation, layouts.caption(tokenizer, " ".join(caps), MAX_LEN).ids)
+
+
+def test_unknown_layout_and_mismatched_records_raise(root: Path, tokenizer) -> None:
+    with pytest.raises(ValueError, match="unknown text_layout"):
+        make_dataset([Record("a", "sparse", "x")], root, tokenizer, text_layout="bogus")
+    with pytest.raises(ValueError, match="needs open_qa"):
+        make_dataset([Record("a", "sparse", "x", source="f:3")], root, tokenizer, text_layout="qa")[0]
 
 
 def test_captioning_references(root: Path, tokenizer) -> None:
@@ -218,6 +273,23 @@ def test_multi_clip_collates_b_n_rows(root: Path, tokenizer) -> None:
     assert torch.equal(batch.text_ids[0], batch.text_ids[1]) and not torch.equal(
         batch.video[0], batch.video[1]
     )
+
+
+def test_release_frame_sampling_and_all_clips(root: Path, tokenizer) -> None:
+    records = [Record("a", "sparse", "a man"), Record("b", "clip.mkv", "a dog")]  # 30 and 20 frames
+    ds = make_dataset(records, root, tokenizer)
+    clip = ds.load_clip(records[0], random.Random(0))
+    assert [frame_index(f[0].float().mean()) for f in clip[0]] == [0, 14, 29]  # round(14.5) = 14
+    multi = make_dataset(records, root, tokenizer, num_clips="all")
+    clips = multi.load_clip(records[0], random.Random(0))
+    assert clips.shape[0] == 10  # ceil(30 / 3)
+    assert [frame_index(f[0].float().mean()) for f in clips[1]] == [1, 11, 21]  # s = 1, 10 apart
+    batch = collate([multi[0], multi[1]])
+    assert (
+        batch.num_clips == 10 and batch.video.shape[0] == 20 and batch.index.tolist() == [0] * 10 + [1] * 10
+    )
+    assert batch.clip_valid.tolist() == [True] * 10 + [True] * 7 + [False] * 3  # ceil(20 / 3) = 7 clips
+    assert collate([multi[0]]).clip_valid is None
 
 
 def test_collate_rejects_mixed_shapes(root: Path, tokenizer) -> None:

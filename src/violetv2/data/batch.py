@@ -38,6 +38,11 @@ class VideoTextBatch:
         skipped: Unreadable samples replaced while building this batch (logged as ``data/skipped``).
         num_clips: Clips per video; with ``n > 1`` (multi-clip testing) every row is repeated per clip as
             ``(b n)`` rows and a task averages its scores with ``rearrange(s, "(b n) ... -> b n ...", n=n).mean(1)``.
+        index: ``[b]`` long: each sample's position in its dataset (repeated per clip like every other field),
+            for metrics that drop the duplicates a distributed sampler pads with.
+        clip_valid: ``[(b n)]`` bool, only when the samples of a batch have different clip counts
+            (``num_clips="all"``): False on the padding clips (copies of a sample's last clip) that make every
+            sample ``n`` rows; average with it as weights. ``None`` when every clip is real.
     """
 
     video: Tensor
@@ -53,6 +58,8 @@ class VideoTextBatch:
     answers: list[str] | list[list[str]] | None = None
     skipped: int = 0
     num_clips: int = 1
+    index: Tensor | None = None
+    clip_valid: Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.video.dim() != 5:

@@ -1,21 +1,24 @@
 """Map-style video-text dataset over :class:`~violetv2.data.records.Record` lists, and its collate function.
 
-Per task, a sample carries (see :class:`~violetv2.data.batch.VideoTextBatch`):
+The text of every sample follows one of the release's layouts (:mod:`violetv2.data.layouts`), chosen by
+``text_layout`` or, when that is None, by the record's task:
 
-- ``caption`` / ``retrieval``: ``text_ids`` of the caption.
-- ``multiple_choice``: ``option_ids [o, l]``, each ``[CLS] question [SEP] option [SEP]`` (the option alone
-  when there is no question), ``label`` the correct option; ``text_ids`` holds the question.
-- ``open_qa``: ``[CLS] question [SEP] answer : [MASK] [SEP]``; ``fill_blank``: the sentence with its blank
-  ``_____`` replaced by ``[MASK]``. ``answer_ids`` is -100 everywhere except at the ``[MASK]``, which holds
-  the answer's *first* word piece, and ``answers`` the answer string. An answer of several word pieces cannot
-  be produced by one ``[MASK]``: it is trained on its first piece, and an accuracy metric must compare the
-  decoded prediction with the ``answers`` string (not with ``answer_ids``), so such answers always count
-  wrong, as in the paper. ``label`` passes through the record's answer-class index when it has one.
-- ``captioning``: ``text_ids`` of the caption, ``answers`` the reference captions (a list per sample).
+- ``caption`` / ``retrieval`` / ``captioning`` records -> ``caption``: ``text_ids [L]`` (captioning also
+  gives ``answers``, the reference captions).
+- ``multiple_choice`` -> ``choice`` (VTM head: ``option_ids [o, L]``, ``label`` the right option;
+  ``text_ids`` the question); ``text_layout="mc_prompt"`` for TGIF-Action / Transition (``text_ids [L + 3]``,
+  ``answer_ids`` = the option digit's id at the ``[MASK]``, ``label`` the option index).
+- ``open_qa`` -> ``qa`` (``text_ids [L + 5]``); ``fill_blank`` -> ``fill_blank`` (``[L]``). ``answer_ids``
+  is -100 except at the ``[MASK]``: the answer's vocabulary id when the answer is ONE vocabulary entry,
+  otherwise -100 too (never answerable, so it counts wrong); ``answers`` the answer string. With an
+  ``answer_vocab`` (classifier head) ``label`` is the answer's class index, -100 outside the vocabulary.
+
+Every sample carries ``index``, its position in the dataset (for metric de-duplication).
 
 Unreadable videos never stop an epoch: a missing / empty / corrupt file is logged once (per worker) with its
 path, the sample is replaced by the next readable one (deterministic), and counted in
 :attr:`VideoTextDataset.skipped` and in the collated batch's ``skipped`` field (log it as ``data/skipped``).
+The replacement keeps its own ``index``, so metrics de-duplicating by index count it once.
 """
 
 from __future__ import annotations
@@ -32,11 +35,12 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from transformers import PreTrainedTokenizerBase
 
+from violetv2.data import layouts
 from violetv2.data.batch import VideoTextBatch
+from violetv2.data.layouts import IGNORE_INDEX, LAYOUTS
 from violetv2.data.records import Record
-from violetv2.data.text import fill_blank, tokenize, tokenize_around_mask
 from violetv2.data.transforms import EvalTransform, TrainTransform
-from violetv2.data.video import VideoDecodeError, read_clips
+from violetv2.data.video import NumClips, Sampling, VideoDecodeError, read_clips
 
 __all__ = ["DEFAULT_EXTENSIONS", "VideoTextDataset", "collate", "resolve_video"]
 
@@ -56,7 +60,15 @@ DEFAULT_EXTENSIONS = (
     ".gif",
 )
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-IGNORE_INDEX = -100
+TASK_LAYOUT = {
+    "caption": "caption",
+    "retrieval": "caption",
+    "captioning": "caption",
+    "multiple_choice": "choice",
+    "open_qa": "qa",
+    "fill_blank": "fill_blank",
+}
+"""The text layout of each record task when ``text_layout`` is None."""
 
 
 def resolve_video(root: Path, name: str, extensions: Sequence[str]) -> Path | None:
@@ -89,15 +101,23 @@ class VideoTextDataset(Dataset):
         tokenizer: BERT-style tokenizer (see :func:`violetv2.data.text.load_tokenizer`).
         num_frames: Frames per clip (T: 4 pre-training, 5 downstream); images always give 1.
         image_size: Output side in pixels (224).
-        max_text_len: Text length (see :data:`violetv2.data.text.TASK_MAX_LEN`).
-        train: Random frame offsets and crops (True) or deterministic centres (False).
+        max_text_len: Text length ``L`` (see :data:`violetv2.data.text.TASK_MAX_LEN`); the ``mc_prompt`` and
+            ``qa`` layouts give ``L + 3`` / ``L + 5`` ids.
+        train: Random frame offsets and crops (True) or deterministic ones (False).
         transform: Clip transform ``(uint8 [t, c, h, w], generator) -> [t, c, h, w]``; default
             :class:`TrainTransform` / :class:`EvalTransform` of ``image_size``. Its ``decode_side`` attribute
             (``"shorter"`` / ``"longer"`` / absent) says which side the decoder already resizes to
             ``image_size``.
-        num_clips: Clips per video for multi-clip testing (collated as ``(b n)`` rows, see :func:`collate`).
+        num_clips: Clips per video for multi-clip testing (collated as ``(b n)`` rows, see :func:`collate`);
+            ``"all"``: the release's ``ceil(N / T)`` clips of a video of ``N`` frames.
         extensions: File extensions tried when a record's video name has none or it does not exist.
         seed: Base seed; sample ``i`` of epoch ``e`` draws from ``(seed, e, i)``, whatever the worker.
+        text_layout: One of :data:`~violetv2.data.layouts.LAYOUTS` for every record, or None for the
+            record task's default (:data:`TASK_LAYOUT`).
+        answer_vocab: Classifier-head answers (see :func:`~violetv2.data.layouts.answer_vocabulary`): QA
+            records then get ``label`` = the answer's index, -100 when it is not in the list.
+        sampling: Frame sampling rule, ``"release"`` (default) or ``"segments"`` (see
+            :func:`~violetv2.data.video.sample_indices`).
     """
 
     def __init__(
@@ -111,12 +131,19 @@ class VideoTextDataset(Dataset):
         max_text_len: int,
         train: bool,
         transform: Callable[..., Tensor] | None = None,
-        num_clips: int = 1,
+        num_clips: NumClips = 1,
         extensions: Sequence[str] = DEFAULT_EXTENSIONS + IMAGE_EXTENSIONS,
         seed: int = 0,
+        text_layout: str | None = None,
+        answer_vocab: Sequence[str] | None = None,
+        sampling: Sampling = "release",
     ) -> None:
         if not records:
             raise ValueError("VideoTextDataset needs at least one record")
+        if text_layout is not None and text_layout not in LAYOUTS:
+            raise ValueError(f"unknown text_layout {text_layout!r}; choose from {list(LAYOUTS)} or None")
+        self.text_layout, self.sampling = text_layout, sampling
+        self.answer_index = None if answer_vocab is None else {a: i for i, a in enumerate(answer_vocab)}
         self.records = list(records)
         self.video_root = Path(video_root)
         self.tokenizer = tokenizer
@@ -174,6 +201,7 @@ class VideoTextDataset(Dataset):
             side=side or "shorter",
             start=None if trimmed else record.start,
             end=None if trimmed else record.end,
+            sampling=self.sampling,
         )
 
     def __getitem__(self, index: int) -> dict[str, Any]:
@@ -207,56 +235,74 @@ class VideoTextDataset(Dataset):
         generator = torch.Generator().manual_seed(rng.getrandbits(62))
         clips = self.load_clip(record, rng)
         video = torch.stack([self.transform(clip, generator) for clip in clips])
-        sample = {"video": video, "sample_id": record.sample_id, "video_id": record.video}
+        sample = {"video": video, "sample_id": record.sample_id, "video_id": record.video, "index": i}
         sample["is_image"] = record.is_image
-        sample.update(self._text_fields(record))
+        sample.update(self._text_fields(record, rng))
         return sample
 
-    def _text_fields(self, record: Record) -> dict[str, Any]:
-        task = record.task
-        if task in ("caption", "retrieval"):
-            return self._encode(record.text)
-        if task == "multiple_choice":
-            return self._multiple_choice(record)
-        if task in ("open_qa", "fill_blank"):
-            return self._masked_answer(record)
-        if task == "captioning":
-            return {**self._encode(record.text), "answers": list(record.captions) or [record.text]}
-        raise ValueError(f"unknown task {task!r} in record {record.sample_id} ({record.source})")
+    def layout_of(self, record: Record) -> str:
+        """The text layout ``record`` is encoded with."""
+        if self.text_layout is not None:
+            return self.text_layout
+        if record.task not in TASK_LAYOUT:
+            raise ValueError(f"unknown task {record.task!r} in record {record.sample_id} ({record.source})")
+        return TASK_LAYOUT[record.task]
 
-    def _encode(self, text: str, pair: str | None = None) -> dict[str, Any]:
-        ids, mask = tokenize(self.tokenizer, [text], self.max_text_len, None if pair is None else [pair])
-        return {"text_ids": ids[0], "text_mask": mask[0]}
-
-    def _multiple_choice(self, record: Record) -> dict[str, Any]:
-        if not record.options or record.label is None:
+    def _text_fields(self, record: Record, rng: random.Random | None = None) -> dict[str, Any]:
+        layout, tok, length = self.layout_of(record), self.tokenizer, self.max_text_len
+        if layout in ("choice", "mc_prompt"):
+            fields = self._choice(record, layout)
+        elif layout == "caption":
+            fields = _fields(layouts.caption(tok, self._caption_text(record, rng), length))
+        elif record.task not in ("open_qa", "fill_blank"):
             raise ValueError(
-                f"multiple-choice record {record.sample_id} ({record.source}) needs options and label"
+                f"text_layout {layout!r} needs open_qa / fill_blank records, record {record.sample_id} "
+                f"({record.source}) is {record.task!r}"
             )
-        options = list(record.options)
-        if record.text:
-            ids, mask = tokenize(self.tokenizer, [record.text] * len(options), self.max_text_len, options)
         else:
-            ids, mask = tokenize(self.tokenizer, options, self.max_text_len)
-        return {**self._encode(record.text), "option_ids": ids, "option_mask": mask, "label": record.label}
+            encode = layouts.qa if layout == "qa" else layouts.fill_blank
+            fields = _fields(encode(tok, record.text, record.answer, length))
+        if record.task == "captioning":
+            fields["answers"] = list(record.captions) or [record.text]
+        if record.task in ("open_qa", "fill_blank"):
+            fields |= self._answer_label(record)
+        return fields
 
-    def _masked_answer(self, record: Record) -> dict[str, Any]:
-        if record.answer is None:
-            raise ValueError(f"{record.task} record {record.sample_id} ({record.source}) has no answer")
-        tok = self.tokenizer
-        if record.task == "fill_blank":
-            ids, mask = tokenize_around_mask(tok, fill_blank(record.text, tok.mask_token), self.max_text_len)
-        else:
-            encoded = self._encode(record.text, f"answer : {tok.mask_token}")
-            ids, mask = encoded["text_ids"], encoded["text_mask"]
-        pieces = tok(record.answer, add_special_tokens=False)["input_ids"] or [tok.unk_token_id]
-        answer_ids = torch.full_like(ids, IGNORE_INDEX)
-        answer_ids[ids == tok.mask_token_id] = pieces[0]
-        fields = {"text_ids": ids, "text_mask": mask, "answer_ids": answer_ids, "answers": record.answer}
-        fields["answer_pieces"] = len(pieces)
-        if record.label is not None:
+    def _caption_text(self, record: Record, rng: random.Random | None) -> str:
+        """The caption; a paragraph record (DiDeMo) in training: a random non-empty subset of its sentences
+        in random order, joined by a space (the release's retrieval training)."""
+        caps = record.captions
+        paragraph = record.task == "retrieval" and len(caps) > 1 and record.text == " ".join(caps)
+        if not (self.train and paragraph and rng is not None):
+            return record.text
+        return " ".join(rng.sample(caps, rng.randint(1, len(caps))))
+
+    def _choice(self, record: Record, layout: str) -> dict[str, Any]:
+        if not record.options:
+            raise ValueError(f"multiple-choice record {record.sample_id} ({record.source}) has no options")
+        label = IGNORE_INDEX if record.label is None else record.label
+        tok, length = self.tokenizer, self.max_text_len
+        if layout == "mc_prompt":
+            fields = _fields(layouts.mc_prompt(tok, record.text, record.options, record.label, length))
+            return {**fields, "label": label}
+        options = layouts.choice(tok, record.text, record.options, length)
+        question = layouts.caption(tok, record.text, length)
+        return {**_fields(question), "option_ids": options.ids, "option_mask": options.mask, "label": label}
+
+    def _answer_label(self, record: Record) -> dict[str, Any]:
+        fields: dict[str, Any] = {"answers": record.answer}
+        if self.answer_index is not None:
+            fields["label"] = self.answer_index.get(record.answer, IGNORE_INDEX)  # type: ignore[arg-type]
+        elif record.label is not None:
             fields["label"] = record.label
         return fields
+
+
+def _fields(encoded: layouts.Encoded) -> dict[str, Any]:
+    out = {"text_ids": encoded.ids, "text_mask": encoded.mask}
+    if encoded.labels is not None:
+        out["answer_ids"] = encoded.labels
+    return out
 
 
 def _stack_options(samples: list[dict[str, Any]]) -> tuple[Tensor, Tensor]:
@@ -270,26 +316,45 @@ def _stack_options(samples: list[dict[str, Any]]) -> tuple[Tensor, Tensor]:
     return ids, mask
 
 
+def _pad_clips(samples: list[dict[str, Any]]) -> tuple[Tensor, Tensor | None]:
+    """``[b, n, t, c, h, w]`` videos, each sample padded to the batch's most clips with copies of its last
+    clip, and the ``[b, n]`` validity of every clip (None when no sample needed padding)."""
+    n = max(s["video"].shape[0] for s in samples)
+    padded, valid = [], []
+    for s in samples:
+        video, have = s["video"], s["video"].shape[0]
+        padded.append(
+            torch.cat([video, video[-1:].expand(n - have, *video.shape[1:])]) if have < n else video
+        )
+        valid.append(torch.arange(n) < have)
+    valid_t = torch.stack(valid)
+    return torch.stack(padded), None if bool(valid_t.all()) else valid_t
+
+
 def collate(samples: list[dict[str, Any]]) -> VideoTextBatch:
     """Stack :class:`VideoTextDataset` samples into one batch.
 
     Videos ``[n, t, c, h, w]`` become ``[b, t, c, h, w]`` (``n == 1``) or ``[(b n), t, c, h, w]`` with every
-    other field repeated per clip (multi-clip testing, ``batch.num_clips = n``). Multiple-choice samples with
-    fewer options than the batch's most are padded with empty options (``option_mask`` all 0: score them -inf).
+    other field repeated per clip (multi-clip testing, ``batch.num_clips = n``). Samples with fewer clips
+    than the batch's most (``num_clips="all"`` on videos of different lengths) are padded with copies of
+    their last clip, marked False in ``batch.clip_valid``. Multiple-choice samples with fewer options than
+    the batch's most are padded with empty options (``option_mask`` all 0: score them -inf).
 
     Raises:
-        ValueError: The samples' clip shapes differ (e.g. images mixed with videos).
+        ValueError: The samples' frame shapes differ (e.g. images mixed with videos).
     """
-    shapes = {tuple(s["video"].shape) for s in samples}
+    shapes = {tuple(s["video"].shape[1:]) for s in samples}
     if len(shapes) > 1:
         ids = [s["sample_id"] for s in samples]
         raise ValueError(f"cannot stack clips of different shapes {sorted(shapes)} (samples {ids})")
-    n = samples[0]["video"].shape[0]
-    video = rearrange(torch.stack([s["video"] for s in samples]), "b n t c h w -> (b n) t c h w")
+    videos, valid = _pad_clips(samples)
+    n = videos.shape[1]
+    video = rearrange(videos, "b n t c h w -> (b n) t c h w")
     fields: dict[str, Any] = {
         "text_ids": torch.stack([s["text_ids"] for s in samples]),
         "text_mask": torch.stack([s["text_mask"] for s in samples]),
         "is_image": torch.tensor([s["is_image"] for s in samples]),
+        "index": torch.tensor([s.get("index", -1) for s in samples], dtype=torch.long),
     }
     if any("label" in s for s in samples):
         fields["label"] = torch.tensor([s.get("label", IGNORE_INDEX) for s in samples])
@@ -298,6 +363,8 @@ def collate(samples: list[dict[str, Any]]) -> VideoTextBatch:
     if any("answer_ids" in s for s in samples):
         fields["answer_ids"] = torch.stack([s["answer_ids"] for s in samples])
     fields = {k: repeat(v, "b ... -> (b n) ...", n=n) for k, v in fields.items()}
+    if valid is not None:
+        fields["clip_valid"] = rearrange(valid, "b n -> (b n)")
     lists = {"sample_ids": [s["sample_id"] for s in samples], "video_ids": [s["video_id"] for s in samples]}
     if any("answers" in s for s in samples):
         lists["answers"] = [s.get("answers") for s in samples]

@@ -26,6 +26,7 @@ assume ``"answer: "`` is two word pieces, true for BERT and for the synthetic be
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -40,6 +41,7 @@ __all__ = [
     "LAYOUTS",
     "Encoded",
     "answer_token_id",
+    "answer_vocabulary",
     "caption",
     "choice",
     "fill_blank",
@@ -190,3 +192,22 @@ def fill_blank(tokenizer: PreTrainedTokenizerBase, text: str, answer: str | None
     ids, mask = _str2txt(tokenizer, filled, max_len)
     label = IGNORE_INDEX if answer is None else answer_token_id(tokenizer, answer)
     return Encoded(ids, mask, _label_at_mask(tokenizer, ids, label))
+
+
+def answer_vocabulary(answers: Sequence[str | None], size: int | None = None) -> list[str]:
+    """The classifier-head answer vocabulary: the training answers, most frequent first (ties: first seen).
+
+    Args:
+        answers: Every training answer (``None`` entries are skipped).
+        size: Keep at most this many (the published heads: TGIF-Frame 1540, MSRVTT-QA 1500, MSVD-QA 1000,
+            LSMDC-FiB 908); None keeps all.
+
+    Raises:
+        ValueError: No answers, or ``size < 1``.
+    """
+    if size is not None and size < 1:
+        raise ValueError(f"answer vocabulary size must be >= 1 or None, got {size}")
+    counts = Counter(a for a in answers if a is not None)
+    if not counts:
+        raise ValueError("no training answers to build an answer vocabulary from")
+    return [a for a, _ in counts.most_common(size)]

@@ -24,7 +24,9 @@ from torch import Tensor, nn
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "TRANSFORMS",
     "EvalTransform",
+    "FrameRandomCropTransform",
     "GpuNormalize",
     "PadSquareTransform",
     "TrainTransform",
@@ -155,12 +157,47 @@ class PadSquareTransform(_ClipTransform):
         return self._finish(resize(pad_to_square(clip), self.size, side="longer"))
 
 
+class FrameRandomCropTransform(_ClipTransform):
+    """The release's default training transform (``img_rand_crop``): shorter-side resize to ``size``, then an
+    *independent* random ``size x size`` crop for every frame (the crop jitters from frame to frame).
+
+    Kept selectable for reproduction; :class:`TrainTransform` (one crop per clip) is the default, because
+    per-frame crops add spurious motion between frames.
+
+    Args:
+        size: Output side in pixels.
+        normalize: ImageNet-normalise to float (True) or keep uint8 for :class:`GpuNormalize` (False).
+    """
+
+    def __call__(self, clip: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """``[t, c, h, w]`` uint8 -> ``[t, c, size, size]``."""
+        clip = resize(clip, self.size)
+        frames = [random_crop(frame[None], self.size, generator) for frame in clip]
+        return self._finish(torch.cat(frames))
+
+
+TRANSFORMS: dict[str, type[_ClipTransform]] = {
+    "random_crop": TrainTransform,
+    "center_crop": EvalTransform,
+    "pad_square": PadSquareTransform,
+    "frame_random_crop": FrameRandomCropTransform,
+    "train": TrainTransform,
+    "eval": EvalTransform,
+}
+"""CPU clip transforms by name (``train`` / ``eval`` are aliases of ``random_crop`` / ``center_crop``)."""
+
+
 def build_transform(kind: str, size: int, normalize: bool = True) -> _ClipTransform:
-    """A CPU transform by name: ``"train"``, ``"eval"`` or ``"pad_square"``."""
-    kinds = {"train": TrainTransform, "eval": EvalTransform, "pad_square": PadSquareTransform}
-    if kind not in kinds:
-        raise ValueError(f"unknown transform {kind!r}; choose from {sorted(kinds)}")
-    return kinds[kind](size, normalize=normalize)
+    """A CPU transform by name, a key of :data:`TRANSFORMS`: ``"random_crop"`` (one random crop per clip),
+    ``"center_crop"``, ``"pad_square"`` (TGIF: pad to a square, nothing cropped) or ``"frame_random_crop"``
+    (the release's per-frame random crops).
+
+    Raises:
+        ValueError: Unknown name (the message lists the known ones).
+    """
+    if kind not in TRANSFORMS:
+        raise ValueError(f"unknown transform {kind!r}; choose from {sorted(TRANSFORMS)}")
+    return TRANSFORMS[kind](size, normalize=normalize)
 
 
 class GpuNormalize(nn.Module):

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import os
 import random
 from bisect import bisect_left, bisect_right
@@ -47,6 +48,7 @@ __all__ = [
     "plan_seeks",
     "read_clip",
     "read_clips",
+    "release_indices",
     "sample_indices",
 ]
 
@@ -80,39 +82,53 @@ class _Truncated(Exception):
 # ---------------------------------------------------------------------------------------------- sampling
 
 
+Sampling = Literal["release", "segments"]
+"""Frame sampling rules: ``"release"`` (VIOLETv2's stride rule) or ``"segments"`` (TSN-style segments)."""
+NumClips = int | Literal["all"]
+"""Clips per video: a count, or ``"all"`` for the release's multi-clip testing (``ceil(N / T)`` clips)."""
+
+
 def sample_indices(
     num_frames: int,
     num_samples: int,
     *,
     train: bool,
     rng: random.Random | None = None,
-    num_clips: int = 1,
+    num_clips: NumClips = 1,
+    sampling: Sampling = "segments",
 ) -> list[list[int]]:
-    """Sparse sampling: ``num_samples`` frames evenly spread over a clip of ``num_frames`` frames.
+    """Sparse sampling: ``num_samples`` frames spread over a clip of ``num_frames`` frames.
 
-    The clip is cut into ``num_samples`` equal segments and one frame is taken from each: a uniformly random
-    frame in training, the segment centre in evaluation. With ``num_clips > 1`` (multi-clip testing) clip
-    ``k`` takes the frame at fraction ``(k + 0.5) / num_clips`` of every segment, so the clips are disjoint
-    where the segments are long enough. Clips shorter than ``num_samples`` frames take every frame and repeat
-    the last one.
+    ``sampling="segments"``: the clip is cut into ``num_samples`` equal segments and one frame is taken from
+    each: a uniformly random frame in training, the segment centre in evaluation. With ``num_clips > 1``
+    clip ``k`` takes the frame at fraction ``(k + 0.5) / num_clips`` of every segment.
+
+    ``sampling="release"``: see :func:`release_indices` (VIOLETv2's rule, evenly spaced rounded frames).
+
+    Clips shorter than ``num_samples`` frames take every frame and repeat the last one (the release would
+    return fewer frames than asked).
 
     Args:
-        num_frames: Frames in the clip (after trimming).
-        num_samples: Frames wanted per clip (T).
-        train: Random offset inside each segment (True) or deterministic positions (False).
+        num_frames: Frames in the clip (after trimming), ``N``.
+        num_samples: Frames wanted per clip, ``T``.
+        train: Random draws (True) or deterministic positions (False).
         rng: Random source for training (a fresh unseeded one when None).
-        num_clips: Clips to sample (test-time averaging); each is sorted.
+        num_clips: Clips to sample (test-time averaging); ``"all"`` only with ``sampling="release"``.
+        sampling: ``"segments"`` or ``"release"``.
 
     Returns:
-        ``num_clips`` lists of ``num_samples`` sorted frame indices in ``[0, num_frames)``.
+        Lists of ``num_samples`` sorted frame indices in ``[0, num_frames)``, one per clip.
     """
-    if num_frames < 1 or num_samples < 1 or num_clips < 1:
+    if sampling == "release":
+        return release_indices(num_frames, num_samples, train=train, rng=rng, num_clips=num_clips)
+    if sampling != "segments" or num_clips == "all":
         raise ValueError(
-            f"need num_frames, num_samples, num_clips >= 1, got {num_frames}, {num_samples}, {num_clips}"
+            "sampling must be 'segments' or 'release' (num_clips='all' needs 'release'), "
+            f"got sampling={sampling!r}, num_clips={num_clips!r}"
         )
+    _check_counts(num_frames, num_samples, num_clips)
     if num_frames < num_samples:
-        short = list(range(num_frames)) + [num_frames - 1] * (num_samples - num_frames)
-        return [list(short) for _ in range(num_clips)]
+        return [_short(num_frames, num_samples) for _ in range(num_clips)]
     bounds = [
         (i * num_frames // num_samples, (i + 1) * num_frames // num_samples) for i in range(num_samples)
     ]
@@ -120,6 +136,68 @@ def sample_indices(
         rng = rng or random.Random()
         return [[rng.randrange(lo, hi) for lo, hi in bounds] for _ in range(num_clips)]
     return [[lo + (2 * k + 1) * (hi - lo) // (2 * num_clips) for lo, hi in bounds] for k in range(num_clips)]
+
+
+def _check_counts(num_frames: int, num_samples: int, num_clips: NumClips) -> None:
+    clips_ok = num_clips == "all" or (isinstance(num_clips, int) and num_clips >= 1)
+    if num_frames < 1 or num_samples < 1 or not clips_ok:
+        raise ValueError(
+            f"need num_frames, num_samples >= 1 and num_clips >= 1 or 'all', got {num_frames}, {num_samples}, "
+            f"{num_clips!r}"
+        )
+
+
+def _short(num_frames: int, num_samples: int) -> list[int]:
+    return list(range(num_frames)) + [num_frames - 1] * (num_samples - num_frames)
+
+
+def _evenly(start: int, end: int, n: int) -> list[int]:
+    """``n`` evenly spaced frames from ``start`` to ``end`` inclusive, rounded half to even as Python's
+    ``round`` (the release's ``sampling``)."""
+    if n == 1:
+        return [int(round((start + end) / 2.0))]
+    step = (end - start) / float(n - 1)
+    return [int(round(start + x * step)) for x in range(n)]
+
+
+def release_indices(
+    num_frames: int,
+    num_samples: int,
+    *,
+    train: bool,
+    rng: random.Random | None = None,
+    num_clips: NumClips = 1,
+) -> list[list[int]]:
+    """VIOLETv2's temporal sampling of ``T = num_samples`` frames out of ``N = num_frames``.
+
+    With ``C = ceil(N / T)``, clip ``s`` takes ``T`` frames evenly spaced (rounded) from frame ``s`` to
+    ``min(s + (T - 1) * C, N - 1)``, i.e. frames ``C`` apart.
+
+    * training: one clip with a random start ``s`` in ``[0, C)`` (each of ``num_clips`` draws its own);
+    * evaluation, one clip: ``T`` frames evenly spaced from the first frame to the last;
+    * evaluation, ``num_clips="all"`` (the release's multi-clip testing): the ``C`` clips ``s = 0 .. C-1``;
+    * evaluation, ``num_clips = k > 1``: ``k`` of those ``C`` clips with evenly spaced starts (rounded; the
+      same clip repeats when ``k > C``).
+
+    ``N == T`` or ``N == 1`` give the single clip of every frame; ``N < T`` repeats the last frame.
+    """
+    _check_counts(num_frames, num_samples, num_clips)
+    n, t = num_frames, num_samples
+    if n <= t or n == 1:
+        return [_short(n, t) for _ in range(1 if num_clips == "all" else num_clips)]
+    c = math.ceil(n / t)
+
+    def clip(s: int) -> list[int]:
+        return _evenly(s, min(s + (t - 1) * c, n - 1), t)
+
+    if train:
+        rng = rng or random.Random()
+        return [clip(rng.randrange(c)) for _ in range(1 if num_clips == "all" else num_clips)]
+    if num_clips == "all":
+        return [clip(s) for s in range(c)]
+    if num_clips == 1:
+        return [_evenly(0, n - 1, t)]
+    return [clip(int(round(j * (c - 1) / (num_clips - 1)))) for j in range(num_clips)]
 
 
 # ---------------------------------------------------------------------------------------------- planning
@@ -381,7 +459,7 @@ def read_clips(
     num_frames: int,
     *,
     train: bool = False,
-    num_clips: int = 1,
+    num_clips: NumClips = 1,
     rng: random.Random | None = None,
     size: int | None = None,
     side: Literal["shorter", "longer"] = "shorter",
@@ -389,6 +467,7 @@ def read_clips(
     end: float | None = None,
     thread_type: str = "AUTO",
     seek_threshold: int = SEEK_THRESHOLD,
+    sampling: Sampling = "segments",
 ) -> Tensor:
     """Decode ``num_clips`` sparsely sampled clips of ``num_frames`` frames each.
 
@@ -396,7 +475,8 @@ def read_clips(
         source: Path of a video / image file, or its raw bytes (streaming shards).
         num_frames: Frames per clip (T); 1 for still images.
         train: Random frame inside each segment (True) or segment centres (False); see :func:`sample_indices`.
-        num_clips: Clips per video (multi-clip testing); every clip is decoded in the same pass.
+        num_clips: Clips per video (multi-clip testing; ``"all"``: the release's ``ceil(N / T)`` clips);
+            every clip is decoded in the same pass.
         rng: Random source for training sampling.
         size: Resize on decode so the ``side`` side has this many pixels (aspect kept); None keeps the size.
         side: Which side ``size`` refers to: ``"shorter"`` (crop transforms) or ``"longer"`` (pad-to-square).
@@ -405,6 +485,7 @@ def read_clips(
         thread_type: PyAV decoder threading (``"AUTO"``: frame + slice threads; ``"SLICE"``; ``"NONE"``).
         seek_threshold: Seek to a keyframe only when that skips more than this many frames (a seek flushes
             the decoder, which costs roughly as much as decoding several frames); see :func:`plan_seeks`.
+        sampling: Frame sampling rule (see :func:`sample_indices`).
 
     Returns:
         uint8 ``[n, t, c, h, w]`` RGB frames, rotated upright according to the file's display matrix.
@@ -418,7 +499,7 @@ def read_clips(
         with _open(source, thread_type) as (container, stream):
             cached = _cache_key(source) in _INDEX_CACHE
             index = _index(source, container, stream)
-            clips = _sample_clips(index, name, num_frames, train, rng, num_clips, start, end)
+            clips = _sample_clips(index, name, num_frames, (train, rng, num_clips, sampling), start, end)
             ordinals = [i for clip in clips for i in clip]
             if index.pts:
                 plan = (index, ordinals, size, side, cached, name, seek_threshold)
@@ -435,9 +516,7 @@ def _sample_clips(
     index: ClipIndex,
     name: str,
     num_frames: int,
-    train: bool,
-    rng: random.Random | None,
-    num_clips: int,
+    how: tuple[bool, random.Random | None, NumClips, Sampling],
     start: float | None,
     end: float | None,
 ) -> list[list[int]]:
@@ -445,7 +524,8 @@ def _sample_clips(
     lo, hi = index.frame_range(start, end)
     if hi <= lo:
         raise VideoDecodeError(name, f"no frame between start={start}s and end={end}s")
-    clips = sample_indices(hi - lo, num_frames, train=train, rng=rng, num_clips=num_clips)
+    train, rng, num_clips, sampling = how
+    clips = sample_indices(hi - lo, num_frames, train=train, rng=rng, num_clips=num_clips, sampling=sampling)
     return [[lo + i for i in clip] for clip in clips]
 
 
@@ -467,6 +547,7 @@ def read_clip(
     end: float | None = None,
     thread_type: str = "AUTO",
     seek_threshold: int = SEEK_THRESHOLD,
+    sampling: Sampling = "segments",
 ) -> Tensor:
     """Decode one sparsely sampled clip; arguments as :func:`read_clips`.
 
@@ -484,4 +565,5 @@ def read_clip(
         end=end,
         thread_type=thread_type,
         seek_threshold=seek_threshold,
+        sampling=sampling,
     )[0]
