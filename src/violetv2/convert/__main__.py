@@ -110,15 +110,20 @@ def add_pretrained_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--task", choices=sorted(TASKS), help="task module to save as (default: from the heads)")
     g.add_argument("--num-frames", type=int, help="frames per clip (default: the preset's)")
     g.add_argument("--image-size", type=int, help="frame side in pixels (default: the preset's)")
-    g.add_argument("--transform", choices=("eval", "pad_square"), help="eval crop or TGIF pad-to-square")
-    g.add_argument("--num-clips", type=int, help="clips per video at test time")
+    g.add_argument(
+        "--transform", choices=("center_crop", "pad_square"), help="centre crop, or TGIF pad-to-square"
+    )
+    g.add_argument("--sampling", choices=("release", "segments"), help="frame sampling rule")
+    g.add_argument(
+        "--num-clips", type=lambda s: s if s == "all" else int(s), help="clips per video at test time, or all"
+    )
     g.add_argument("--max-text-len", type=int, help="text length L of the task's layout")
     g.add_argument("--tokenizer", help="tokenizer directory or name saved with the model")
 
 
 def preprocessing_updates(args: argparse.Namespace) -> dict:
     """The preprocessing fields given on the command line."""
-    names = ("num_frames", "image_size", "transform", "num_clips", "max_text_len", "tokenizer")
+    names = ("num_frames", "image_size", "transform", "sampling", "num_clips", "max_text_len", "tokenizer")
     return {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
 
 

@@ -287,7 +287,9 @@ class InferenceMixin:
         fields = {k: v.repeat_interleave(n, 0).to(device) for k, v in fields.items()}
         names = [name for name in clips.names for _ in range(n)]
         ids = [f"{i}" for i in clips.indices for _ in range(n)]
-        return VideoTextBatch(clips.video, sample_ids=ids, video_ids=names, num_clips=n, **fields)
+        return VideoTextBatch(
+            clips.video, sample_ids=ids, video_ids=names, num_clips=n, clip_valid=clips.clip_valid, **fields
+        )
 
     # ------------------------------------------------------------------ captioning
     def caption(
@@ -337,7 +339,14 @@ def _as_batch(batch: ClipBatch) -> Any:
     rows = batch.video.shape[0]
     ids = torch.zeros(rows, 1, dtype=torch.long, device=batch.video.device)
     names = [n for n in batch.names for _ in range(batch.num_clips)]
-    return VideoTextBatch(batch.video, ids, torch.ones_like(ids), video_ids=names, num_clips=batch.num_clips)
+    return VideoTextBatch(
+        batch.video,
+        ids,
+        torch.ones_like(ids),
+        video_ids=names,
+        num_clips=batch.num_clips,
+        clip_valid=batch.clip_valid,
+    )
 
 
 def _build_view(module: Any, target: type, hparams: dict[str, Any]) -> Any:

@@ -12,12 +12,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ..data.batch import VideoTextBatch
+from ..data.dataset import _pad_clips
 from ..data.video import VideoDecodeError
 from .preprocessing import Preprocessing
 
@@ -49,12 +49,16 @@ class Failure:
 
 @dataclass
 class ClipBatch:
-    """Readable inputs of one batch: ``video`` float ``[(b n), t, c, h, w]``, their positions and names."""
+    """Readable inputs of one batch: ``video`` float ``[(b n), t, c, h, w]``, their positions and names.
+
+    ``clip_valid`` ``[(b n)]`` marks real clips when videos with fewer clips were padded (``num_clips="all"``).
+    """
 
     video: Tensor
     indices: list[int]
     names: list[str]
     num_clips: int = 1
+    clip_valid: Tensor | None = None
 
 
 def input_name(item: Any, index: int) -> str:
@@ -102,9 +106,11 @@ def _collate(samples: list[dict[str, Any]]) -> tuple[ClipBatch | None, list[Fail
     failures = [Failure(s["name"], s["error"], s["index"]) for s in samples if s["error"] is not None]
     if not good:
         return None, failures
-    n = good[0]["video"].shape[0]
-    video = torch.cat([s["video"] for s in good])  # [(b n), t, c, h, w]
-    batch = ClipBatch(video, [s["index"] for s in good], [s["name"] for s in good], num_clips=n)
+    videos, valid = _pad_clips(good)  # [b, n, t, c, h, w]; padding clips only when their counts differ
+    n = videos.shape[1]
+    video = videos.flatten(0, 1)
+    valid = valid.flatten() if valid is not None else None
+    batch = ClipBatch(video, [s["index"] for s in good], [s["name"] for s in good], n, valid)
     return batch, failures
 
 
@@ -135,7 +141,9 @@ def _decoded(videos: Tensor | VideoTextBatch, pre: Preprocessing, batch_size: in
         idx = list(range(start, min(start + batch_size, total)))
         rows = video[start * n : (idx[-1] + 1) * n]
         batch_names = [names[i * n] if names else f"<batch row {i}>" for i in idx]
-        yield ClipBatch(rows, idx, batch_names, num_clips=n)
+        valid = getattr(videos, "clip_valid", None)
+        valid = valid[start * n : (idx[-1] + 1) * n] if valid is not None else None
+        yield ClipBatch(rows, idx, batch_names, n, valid)
 
 
 def iter_clips(

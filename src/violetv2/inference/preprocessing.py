@@ -18,14 +18,14 @@ import torch
 from torch import Tensor
 
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transform
-from ..data.video import read_clips, sample_indices
+from ..data.video import NumClips, read_clips, sample_indices
 
-__all__ = ["Preprocessing", "TRANSFORMS"]
+__all__ = ["Preprocessing", "SAMPLINGS", "TRANSFORMS"]
 
-TRANSFORMS = ("eval", "pad_square")
+TRANSFORMS = ("center_crop", "pad_square")
 """Evaluation transforms: shorter-side resize + centre crop, or pad to a square + resize (TGIF)."""
-SAMPLINGS = ("segment_centres",)
-"""Evaluation frame sampling: the centre frame of each of ``num_frames`` equal segments (the published one)."""
+SAMPLINGS = ("release", "segments")
+"""Frame sampling rules of :func:`~violetv2.data.video.sample_indices` (evaluation mode)."""
 
 
 @dataclass
@@ -35,9 +35,11 @@ class Preprocessing:
     Args:
         num_frames: Frames per clip (T).
         image_size: Frame side in pixels after the transform.
-        transform: ``"eval"`` (shorter-side resize, centre crop) or ``"pad_square"`` (black bars + resize).
-        sampling: Frame sampling; ``"segment_centres"``: the centre frame of each of T equal segments.
-        num_clips: Clips per video (multi-clip testing); their rows are ``(b n)`` in a batch.
+        transform: ``"center_crop"`` (shorter-side resize, centre crop) or ``"pad_square"`` (black bars +
+            resize, TGIF).
+        sampling: ``"release"`` (VIOLETv2's evenly spaced frames) or ``"segments"`` (segment centres).
+        num_clips: Clips per video (multi-clip testing; ``"all"``: the release's ``ceil(N / T)`` clips); their
+            rows are ``(b n)`` in a batch.
         mean: Per-channel mean of the normalisation (RGB, 0..1 scale).
         std: Per-channel standard deviation of the normalisation.
         max_text_len: Text length ``L`` of the task's layout (its prompts add their own fixed suffix).
@@ -46,9 +48,9 @@ class Preprocessing:
 
     num_frames: int = 4
     image_size: int = 224
-    transform: str = "eval"
-    sampling: str = "segment_centres"
-    num_clips: int = 1
+    transform: str = "center_crop"
+    sampling: str = "release"
+    num_clips: NumClips = 1
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     max_text_len: int = 25
@@ -58,11 +60,15 @@ class Preprocessing:
         self.mean = tuple(float(x) for x in self.mean)  # type: ignore[assignment]
         self.std = tuple(float(x) for x in self.std)  # type: ignore[assignment]
         problems = []
+        if self.transform == "eval":  # the data package's alias
+            self.transform = "center_crop"
         if self.transform not in TRANSFORMS:
             problems.append(f"transform={self.transform!r} (choose from {TRANSFORMS})")
         if self.sampling not in SAMPLINGS:
             problems.append(f"sampling={self.sampling!r} (choose from {SAMPLINGS})")
-        for name in ("num_frames", "image_size", "num_clips", "max_text_len"):
+        if not (self.num_clips == "all" or (isinstance(self.num_clips, int) and self.num_clips >= 1)):
+            problems.append(f"num_clips={self.num_clips!r} (an integer >= 1 or 'all')")
+        for name in ("num_frames", "image_size", "max_text_len"):
             if int(getattr(self, name)) < 1:
                 problems.append(f"{name}={getattr(self, name)} (must be >= 1)")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
@@ -119,6 +125,7 @@ class Preprocessing:
             num_clips=self.num_clips,
             size=self.image_size,
             side=side,
+            sampling=self.sampling,  # type: ignore[arg-type]
         )
 
     def sample_frames(self, frames: Tensor) -> Tensor:
@@ -127,7 +134,13 @@ class Preprocessing:
             raise ValueError(
                 f"frames must be uint8 [t, 3, h, w] RGB, got {frames.dtype} {tuple(frames.shape)}"
             )
-        clips = sample_indices(frames.shape[0], self.num_frames, train=False, num_clips=self.num_clips)
+        clips = sample_indices(
+            frames.shape[0],
+            self.num_frames,
+            train=False,
+            num_clips=self.num_clips,
+            sampling=self.sampling,  # type: ignore[arg-type]
+        )
         return torch.stack([frames[idx] for idx in clips])
 
     def clips(self, decoded: Tensor) -> Tensor:
