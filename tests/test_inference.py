@@ -199,3 +199,21 @@ def test_inference_keeps_the_module_training_mode(retrieval, test_videos):
     retrieval.retrieve(QUERIES[:1], test_videos[:2], progress=False)
     assert retrieval.training
     retrieval.eval()
+
+
+def test_training_after_inference_works(retrieval, test_videos):
+    """Tensors memoised during inference_mode must not leak into a later training step."""
+    from violetv2.models import video_swin
+
+    for obj in vars(video_swin).values():  # start cold: the memoised tensors are made under inference_mode
+        if callable(getattr(obj, "cache_clear", None)):
+            obj.cache_clear()
+    retrieval.retrieve(QUERIES[:1], test_videos[:1], progress=False)
+    video = torch.randn(2, 4, 3, 64, 64)
+    ids = torch.randint(5, 100, (2, 6))
+    retrieval.train()
+    fused = retrieval.model(video, ids, torch.ones_like(ids))
+    retrieval.model.vtm_logits(fused).sum().backward()
+    assert retrieval.model.vtm_head.fc2.weight.grad is not None
+    retrieval.zero_grad()
+    retrieval.eval()

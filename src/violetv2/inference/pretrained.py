@@ -61,7 +61,7 @@ tags:
 
 # {name}
 
-A [violetv2](https://github.com/) `{cls}` ({preset} preset, heads: {heads}).
+A violetv2 `{cls}` ({preset} preset, heads: {heads}), saved with `save_pretrained`.
 
 ```python
 from violetv2 import VioletModule
@@ -264,10 +264,10 @@ def _save_tokenizer(name: str | None, out: Path) -> str | None:
         return None
     if name == "." or Path(name).resolve() == out.resolve():
         return "."
-    from ..data.text import load_tokenizer
+    from transformers import AutoTokenizer
 
-    try:
-        tokenizer = load_tokenizer(name)
+    try:  # a hub name only from the local cache: saving never downloads
+        tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=not Path(name).is_dir())
     except (OSError, ValueError) as e:
         log.warning(
             "tokenizer %r not saved with the model (cannot load it here: %s); recorded by name", name, e
