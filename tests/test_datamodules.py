@@ -23,6 +23,7 @@ from violetv2.data.datamodules import (
 from violetv2.data.readers import read_annotations
 from violetv2.data.shards import write_shards
 from violetv2.data.synthetic import generate
+from violetv2.data.transforms import PadSquareTransform
 
 CLIPS = 8  # train clips; the generator adds max(4, 8 // 8) = 4 test clips
 COMMON = {"batch_size": 2, "num_workers": 0, "pin_memory": False, "num_frames": 3, "image_size": 32}
@@ -87,20 +88,108 @@ def test_retrieval_family(root: Path) -> None:
 
 
 def test_multiple_choice_family(root: Path) -> None:
-    dm = module(MultipleChoiceDataModule, root)
+    dm = module(MultipleChoiceDataModule, root)  # VTM head: MSRVTT-MC-layout synthetic file
     batch = first(dm.train_dataloader())
     check_common(batch, 25)
     assert batch.option_ids.shape == (2, 5, 25) and batch.label.shape == (2,)
-    assert ((batch.label >= 0) & (batch.label < 5)).all()
+    assert ((batch.label >= 0) & (batch.label < 5)).all() and batch.index.shape == (2,)
+
+
+def test_prompt_multiple_choice_family(root: Path) -> None:
+    dm = module(MultipleChoiceDataModule, root, benchmark="tgif_action")
+    assert dm.max_text_len == 100 and dm.text_layout == "mc_prompt"
+    assert isinstance(dm.datasets["train"][0].transform, PadSquareTransform)
+    assert isinstance(dm.datasets["test"][0].transform, PadSquareTransform)
+    batch = first(dm.train_dataloader())
+    check_common(batch, 103)
+    tok = dm.tokenizer
+    at_mask = batch.text_ids == tok.mask_token_id
+    assert (at_mask.sum(1) == 1).all() and batch.option_ids is None
+    digits = tok.convert_tokens_to_ids([str(i) for i in range(5)])
+    assert batch.answer_ids[at_mask].tolist() == [digits[i] for i in batch.label.tolist()]
 
 
 def test_qa_family(root: Path) -> None:
     dm = module(QADataModule, root)
     batch = first(dm.val_dataloader()[0])
-    check_common(batch, 25)
-    assert batch.answer_ids.shape == (2, 25)
-    assert ((batch.answer_ids != -100).sum(1) == 1).all()  # exactly the [MASK] is predicted
+    check_common(batch, 30)  # L + 5
+    assert batch.answer_ids.shape == (2, 30) and dm.num_answers == 0 and batch.label is None
+    assert ((batch.answer_ids != -100).sum(1) == 1).all()  # single-piece answers: the [MASK] is labelled
     assert all(isinstance(a, str) and a for a in batch.answers)
+
+
+@pytest.mark.parametrize("preset", ["tgif_frame", "lsmdc_fib"])
+def test_synthetic_answers_are_single_vocabulary_entries(root: Path, preset: str) -> None:
+    dm = module(QADataModule, root, benchmark=preset)
+    for loader in (dm.train_dataloader(), dm.test_dataloader()[0]):
+        for batch in loader:
+            assert ((batch.answer_ids != -100).sum(1) == 1).all(), batch.answers
+
+
+def test_fill_blank_family(root: Path) -> None:
+    dm = module(QADataModule, root, benchmark="lsmdc_fib")
+    batch = first(dm.test_dataloader()[0])
+    check_common(batch, 25)
+    at_mask = batch.text_ids == dm.tokenizer.mask_token_id
+    assert batch.answer_ids[at_mask].tolist() == dm.tokenizer.convert_tokens_to_ids(batch.answers)
+
+
+def test_qa_classifier_vocabulary(root: Path) -> None:
+    dm = module(QADataModule, root, classifier=True, answer_vocab_size=5)
+    assert dm.num_answers == 5 and len(set(dm.answer_vocab)) == 5
+    answers = [r.answer for r in dm.sources["train"][0].records()]
+    counts = [answers.count(a) for a in dm.answer_vocab]
+    assert counts == sorted(counts, reverse=True) and counts[-1] >= max(
+        answers.count(a) for a in set(answers) - set(dm.answer_vocab)
+    )
+    for loader in (dm.train_dataloader(), dm.test_dataloader()[0]):
+        for batch in loader:
+            expected = [dm.answer_vocab.index(a) if a in dm.answer_vocab else -100 for a in batch.answers]
+            assert batch.label.tolist() == expected
+    assert module(QADataModule, root, classifier=True, benchmark="tgif_frame").answer_vocab_size == 1540
+
+
+def test_num_answers_links_into_the_model_at_instantiation(root: Path) -> None:
+    import lightning as L
+    from lightning.pytorch.cli import LightningCLI
+
+    class Head(L.LightningModule):
+        def __init__(self, num_answers: int = 0) -> None:
+            super().__init__()
+            self.num_answers = num_answers
+
+    class CLI(LightningCLI):
+        def add_arguments_to_parser(self, parser) -> None:
+            parser.link_arguments("data.num_answers", "model.num_answers", apply_on="instantiate")
+
+    args = ["--data=violetv2.data.datamodules.QADataModule", "--data.synthetic=true",
+            f"--data.synthetic_root={root}", f"--data.synthetic_clips={CLIPS}", "--data.classifier=true",
+            "--trainer.logger=false", "--trainer.enable_checkpointing=false", "--trainer.accelerator=cpu"]  # fmt: skip
+    cli = CLI(Head, L.LightningDataModule, subclass_mode_data=True, run=False, args=args)
+    assert cli.model.num_answers == cli.datamodule.num_answers > 0
+
+
+def test_multi_clip_testing_and_gpu_normalize(root: Path) -> None:
+    dm = module(RetrievalDataModule, root, num_clips="all", gpu_normalize=True)
+    test = first(dm.test_dataloader()[0])  # synthetic clips have 16 frames: ceil(16 / 3) = 6 clips each
+    assert test.num_clips == 6 and test.video.shape[0] == 12 and test.index.tolist() == [0] * 6 + [1] * 6
+    assert test.video.dtype == torch.uint8 and test.clip_valid is None
+    assert first(dm.val_dataloader()[0]).num_clips == 1  # validation: one clip, as the release
+    cpu = module(RetrievalDataModule, root, num_clips="all")
+    expected = first(cpu.test_dataloader()[0]).video
+    moved = dm.on_after_batch_transfer(test, 0).video
+    assert moved.dtype == torch.float32 and torch.allclose(moved, expected, atol=1e-5)
+
+
+def test_bad_choices_raise() -> None:
+    with pytest.raises(ValueError, match="unknown benchmark"):
+        RetrievalDataModule(benchmark="msrvtt")
+    with pytest.raises(ValueError, match="unknown eval_transform"):
+        RetrievalDataModule(eval_transform="crop")
+    with pytest.raises(ValueError, match="num_clips"):
+        RetrievalDataModule(num_clips=0)
+    assert RetrievalDataModule(benchmark="didemo_ret").max_text_len == 100
+    assert RetrievalDataModule(benchmark="didemo_ret", max_text_len=40).max_text_len == 40
 
 
 def test_captioning_family(root: Path) -> None:
@@ -204,3 +293,16 @@ def test_lightning_checkpoint_resume_mid_epoch(
     tail = fit(ckpt=str(tmp_path / "step=9.ckpt"))
     assert len(reference.seen) == 14 and len(tail.seen) == 5
     assert tail.seen == reference.seen[9:]
+
+
+def test_shard_sources_get_the_text_layout(root: Path, tmp_path: Path) -> None:
+    records = read_annotations("tgif_action_csv", root / "tgif_qa/Test_action_question.csv")
+    write_shards(records, root / "videos", tmp_path / "tgif", samples_per_shard=2, mode="bytes")
+    dm = MultipleChoiceDataModule(
+        test=[Source(shards=str(tmp_path / "tgif"))], tokenizer=str(root / "tokenizer"),
+        benchmark="tgif_action", **{**COMMON, "eval_batch_size": 2},
+    )  # fmt: skip
+    dm.setup("test")
+    batch = first(dm.test_dataloader()[0])
+    assert batch.text_ids.shape == (2, 103) and batch.option_ids is None
+    assert ((batch.answer_ids != -100).sum(1) == 1).all()

@@ -20,10 +20,8 @@ from violetv2.data.text import (
     MAX_LEN_LONG,
     MAX_LEN_PRETRAIN,
     TASK_MAX_LEN,
-    fill_blank,
     load_tokenizer,
     tokenize,
-    tokenize_around_mask,
 )
 
 SIZE, FRAMES, MAX_LEN = 32, 3, 16
@@ -65,19 +63,6 @@ def test_tokenize_pads_and_truncates(tokenizer) -> None:
 def test_tokenize_pair_keeps_suffix(tokenizer) -> None:
     ids, _ = tokenize(tokenizer, ["what does the man do " * 10], 12, pairs=["answer : [MASK]"])
     assert tokenizer.mask_token_id in ids[0].tolist()
-
-
-def test_tokenize_around_mask_keeps_mask(tokenizer) -> None:
-    text = "a man " * 20 + "[MASK] " + "a dog " * 20
-    ids, mask = tokenize_around_mask(tokenizer, text, 10)
-    assert ids.shape == (10,) and mask.all() and tokenizer.mask_token_id in ids.tolist()
-    assert ids[0] == tokenizer.cls_token_id and ids[-1] == tokenizer.sep_token_id
-
-
-def test_fill_blank() -> None:
-    assert fill_blank("a man _____ the guitar", "[MASK]") == "a man [MASK] the guitar"
-    with pytest.raises(ValueError, match="exactly one blank"):
-        fill_blank("no blank here", "[MASK]")
 
 
 # ------------------------------------------------------------------------------------------ resolution

@@ -120,6 +120,28 @@ def test_tgif_multiple_choice_layout(bench: SyntheticPaths, kind: str) -> None:
         assert (bench.videos / f"{row[0]}.mp4").is_file() and row[1].endswith(" ?")
 
 
+def test_msrvtt_mc_layout_has_one_true_caption(bench: SyntheticPaths) -> None:
+    from violetv2.data.readers import read_annotations
+
+    specs = {c["video"]: c for c in json.loads(bench.clips.read_text())}
+    for path in (bench.mc_train, bench.mc_test):
+        records = read_annotations("msrvtt_mc_csv", path)
+        assert len(records) == (12 if path == bench.mc_train else 4)
+        for record in records:
+            spec = specs[f"{record.video}.mp4"]
+            subject = f"{spec['colour']} {spec['shape']}"
+            assert [subject in option for option in record.options].count(True) == 1
+            assert subject in record.options[record.label] and record.text == ""
+
+
+def test_prompt_words_are_single_pieces(bench: SyntheticPaths) -> None:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(bench.tokenizer), local_files_only=True)
+    for word in ("answer", ":", "option", "0", "1", "2", "3", "4"):
+        assert tok.tokenize(word) == [word]
+
+
 def test_frameqa_msvdqa_fib_layouts(bench: SyntheticPaths) -> None:
     raw, rows = read_tsv(bench.frameqa_train)
     assert raw.endswith(b"\r\n") and raw.count(b"\n") == raw.count(b"\r\n")
@@ -293,6 +315,7 @@ def test_the_real_layout_readers_parse_every_file(bench: SyntheticPaths) -> None
         (read("webvid_csv", bench.webvid_train, video_layout="flat"), 12, "caption"),
         (read("umt_ret_json", bench.ret_test), 4, "retrieval"),
         (read("tgif_qa_csv", bench.action_test), 4, "multiple_choice"),
+        (read("msrvtt_mc_csv", bench.mc_test), 4, "multiple_choice"),
         (read("tgif_qa_csv", bench.transition_train), 12, "multiple_choice"),
         (read("tgif_qa_csv", bench.frameqa_test), None, "open_qa"),
         (read("msvd_qa_json", bench.msvdqa_test, youtube_mapping=bench.msvd_mapping), 12, "open_qa"),

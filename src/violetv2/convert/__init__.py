@@ -130,8 +130,8 @@ def load_into(model: VioletModel, source: StateDictLike) -> None:
     fresh initialisation and heads the model lacks are skipped (both logged)."""
     sd, name = read_state_dict(source)
     kind = detect_source(sd)
-    if kind == "release":
-        sd = convert_release(sd, source_name=name)[0].state_dict()
+    if kind == "release":  # converted with the target's architecture: a mismatch fails on shapes, loudly
+        sd = convert_release(sd, source_name=name, config=model.cfg)[0].state_dict()
     elif kind == "violetv2":
         sd = {k.removeprefix("model."): v for k, v in sd.items()}
     else:

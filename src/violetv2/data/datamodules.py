@@ -22,20 +22,24 @@ import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import lightning as L
+import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Sampler
 from transformers import PreTrainedTokenizerBase
 
 from violetv2.data.batch import VideoTextBatch
 from violetv2.data.dataset import VideoTextDataset, collate
+from violetv2.data.layouts import LAYOUTS, answer_vocabulary
 from violetv2.data.records import Record
 from violetv2.data.shards import ShardedVideoTextDataset, ShardLoader
 from violetv2.data.text import load_tokenizer
+from violetv2.data.transforms import TRANSFORMS, GpuNormalize, build_transform
 
 __all__ = [
+    "BENCHMARKS",
     "CaptioningDataModule",
     "MixedLoader",
     "MultipleChoiceDataModule",
@@ -196,7 +200,54 @@ def _prepare(loader: DataLoader, epoch: int, taken: int) -> None:
     loader.dataset.set_epoch(epoch)  # type: ignore[attr-defined]
 
 
+def _preset(benchmark: str | None) -> dict[str, Any]:
+    if benchmark is None:
+        return {}
+    if benchmark not in BENCHMARKS:
+        raise ValueError(f"unknown benchmark {benchmark!r}; known: {sorted(BENCHMARKS)}")
+    return BENCHMARKS[benchmark]
+
+
+def _check_choices(dm: VideoTextDataModule) -> None:
+    if dm.text_layout is not None and dm.text_layout not in LAYOUTS:
+        raise ValueError(f"unknown text_layout {dm.text_layout!r}; choose from {list(LAYOUTS)} or None")
+    for name in ("train_transform", "eval_transform"):
+        if getattr(dm, name) not in TRANSFORMS:
+            raise ValueError(f"unknown {name} {getattr(dm, name)!r}; choose from {sorted(TRANSFORMS)}")
+    if dm.frame_sampling not in ("release", "segments"):
+        raise ValueError(f"frame_sampling must be 'release' or 'segments', got {dm.frame_sampling!r}")
+    if dm.num_clips != "all" and not (isinstance(dm.num_clips, int) and dm.num_clips >= 1):
+        raise ValueError(f"num_clips must be >= 1 or 'all', got {dm.num_clips!r}")
+
+
 # ---------------------------------------------------------------------------------------------- base
+
+_LONG = {"max_text_len": 100}
+_TGIF_MC = {
+    **_LONG,
+    "text_layout": "mc_prompt",
+    "train_transform": "pad_square",
+    "eval_transform": "pad_square",
+}
+BENCHMARKS: dict[str, dict[str, Any]] = {
+    "msrvtt_ret": {"text_layout": "caption"},
+    "didemo_ret": {**_LONG, "text_layout": "caption"},
+    "lsmdc_ret": {"text_layout": "caption"},
+    "msrvtt_mc": {"text_layout": "choice"},
+    "lsmdc_mc": {"text_layout": "choice"},
+    "tgif_action": _TGIF_MC,
+    "tgif_transition": _TGIF_MC,
+    "tgif_frame": {"text_layout": "qa", "answer_vocab_size": 1540},
+    "msrvtt_qa": {"text_layout": "qa", "answer_vocab_size": 1500},
+    "msvd_qa": {"text_layout": "qa", "answer_vocab_size": 1000},
+    "lsmdc_fib": {"text_layout": "fill_blank", "answer_vocab_size": 908},
+    "msrvtt_cap": {"text_layout": "caption"},
+    "msvd_cap": {"text_layout": "caption"},
+}
+"""The release's per-benchmark data settings (``_args/args_<task>.json``): text length ``L`` (25 unless
+listed: 100 for TGIF-Action / Transition and DiDeMo), text layout, transforms (TGIF-Action / Transition
+ask for ``pad_resize``: pad to a square), classifier answer-vocabulary sizes. A ``benchmark`` argument
+applies them; any argument given explicitly wins."""
 
 
 class VideoTextDataModule(L.LightningDataModule):
@@ -222,10 +273,27 @@ class VideoTextDataModule(L.LightningDataModule):
             ``train`` / ``val`` / ``test``.
         synthetic_root: Where the synthetic benchmark lives or is generated.
         synthetic_clips: Training clips of a generated synthetic benchmark (test clips: an eighth, at least 4).
+        benchmark: A key of :data:`BENCHMARKS` (``"msrvtt_ret"``, ``"tgif_action"``, ...): its text length,
+            layout and transforms become the defaults of the arguments below left at None.
+        text_layout: Text layout of every sample (:data:`~violetv2.data.layouts.LAYOUTS`); None: by record
+            task (caption -> ``caption``, multiple choice -> ``choice``, QA -> ``qa``, FiB -> ``fill_blank``).
+        train_transform: Training clip transform, a key of :data:`~violetv2.data.transforms.TRANSFORMS`
+            (default ``"random_crop"``: one random crop per clip; ``"frame_random_crop"``: the release's
+            per-frame crops; ``"pad_square"``).
+        eval_transform: Validation / test transform (default ``"center_crop"``; ``"pad_square"``).
+        frame_sampling: ``"release"`` (VIOLETv2's stride rule) or ``"segments"``; see
+            :func:`~violetv2.data.video.sample_indices`.
+        num_clips: Clips per test video (multi-clip testing; ``"all"``: the release's ``ceil(N / T)``
+            clips). Validation and training always use one clip, as the release.
+        stored_frames: Sample as from a frame store of this many frames per video (the release samples its
+            pre-extracted frames); None: from every decoded frame.
+        gpu_normalize: Workers send uint8 clips and :class:`~violetv2.data.transforms.GpuNormalize`
+            converts and normalises them on the device after the transfer (``on_after_batch_transfer``).
     """
 
     synthetic_files: ClassVar[dict[str, tuple[str, str, dict[str, Any], str | None]]] = {}
     """split -> (reader, SyntheticPaths attribute, reader options, task override)."""
+    default_max_text_len: ClassVar[int] = 25
 
     def __init__(
         self,
@@ -241,14 +309,31 @@ class VideoTextDataModule(L.LightningDataModule):
         num_frames: int = 5,
         image_size: int = 224,
         tokenizer: str | None = None,
-        max_text_len: int = 25,
+        max_text_len: int | None = None,
         seed: int = 0,
         shuffle_buffer: int = 256,
         synthetic: bool = False,
         synthetic_root: str = "data/synthetic",
         synthetic_clips: int = 256,
+        benchmark: str | None = None,
+        text_layout: str | None = None,
+        train_transform: str | None = None,
+        eval_transform: str | None = None,
+        frame_sampling: Literal["release", "segments"] = "release",
+        num_clips: int | Literal["all"] = 1,
+        stored_frames: int | None = None,
+        gpu_normalize: bool = False,
     ) -> None:
         super().__init__()
+        preset = _preset(benchmark)
+        max_text_len = max_text_len or preset.get("max_text_len", self.default_max_text_len)
+        self.benchmark, self.text_layout = benchmark, text_layout or preset.get("text_layout")
+        self.train_transform = train_transform or preset.get("train_transform", "random_crop")
+        self.eval_transform = eval_transform or preset.get("eval_transform", "center_crop")
+        self.frame_sampling, self.num_clips, self.stored_frames = frame_sampling, num_clips, stored_frames
+        self.gpu_normalize = gpu_normalize
+        self._gpu = GpuNormalize() if gpu_normalize else None
+        _check_choices(self)
         self.sources = {"train": list(train or []), "val": list(val or []), "test": list(test or [])}
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.num_workers, self.pin_memory, self.persistent_workers = (
@@ -273,10 +358,14 @@ class VideoTextDataModule(L.LightningDataModule):
         test = max(4, self.synthetic_clips // 8)
         return generate(self.synthetic_root, num_train=self.synthetic_clips, num_test=test)
 
+    def _synthetic_files(self) -> dict[str, tuple[str, str, dict[str, Any], str | None]]:
+        """The synthetic benchmark's file of each split (subclasses pick by layout)."""
+        return self.synthetic_files
+
     def _synthetic_sources(self) -> dict[str, list[Source]]:
         paths = self._generate()  # a no-op when already complete
         out: dict[str, list[Source]] = {}
-        for split, (fmt, attr, options, task) in self.synthetic_files.items():
+        for split, (fmt, attr, options, task) in self._synthetic_files().items():
             source = Source(
                 fmt, str(getattr(paths, attr)), str(paths.videos), options=dict(options), task=task
             )
@@ -294,7 +383,28 @@ class VideoTextDataModule(L.LightningDataModule):
             self.tokenizer = load_tokenizer(name)
         for split, sources in self.sources.items():
             if sources and split not in self.datasets:
-                self.datasets[split] = [self._dataset(s, train=split == "train") for s in sources]
+                self.datasets[split] = [self._dataset(s, split) for s in sources]
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """With ``gpu_normalize``: uint8 clips -> float, ImageNet-normalised, on the device."""
+        if self._gpu is not None and isinstance(batch, VideoTextBatch) and batch.video.dtype == torch.uint8:
+            self._gpu = self._gpu.to(batch.video.device)
+            batch.video = self._gpu(batch.video)
+        return batch
+
+    def dataset_options(self, split: str) -> dict[str, Any]:
+        """Keyword arguments of the :class:`VideoTextDataset` of ``split`` (``train`` / ``val`` / ``test``)."""
+        train = split == "train"
+        kind = self.train_transform if train else self.eval_transform
+        return {
+            "num_frames": self.num_frames,
+            "image_size": self.image_size,
+            "max_text_len": self.max_text_len,
+            "train": train,
+            "seed": self.seed,
+            "transform": build_transform(kind, self.image_size, normalize=not self.gpu_normalize),
+            "num_clips": self.num_clips if split == "test" else 1,
+        }
 
     def _rank_world(self) -> tuple[int, int]:
         trainer = self.trainer
@@ -304,21 +414,26 @@ class VideoTextDataModule(L.LightningDataModule):
             return dist.get_rank(), dist.get_world_size()
         return 0, 1
 
-    def _dataset(self, source: Source, train: bool) -> VideoTextDataset | ShardedVideoTextDataset:
-        common = {
-            "num_frames": self.num_frames,
-            "image_size": self.image_size,
-            "max_text_len": self.max_text_len,
-        }
-        common |= {"train": train, "seed": self.seed}
+    def _dataset(self, source: Source, split: str) -> VideoTextDataset | ShardedVideoTextDataset:
+        common = self.dataset_options(split)
+        train = common["train"]
         if source.shards is not None:
             rank, world = self._rank_world()
             batch = self.batch_size if train else self.eval_batch_size
-            return ShardedVideoTextDataset(
+            sharded = ShardedVideoTextDataset(
                 source.shards, self.tokenizer, batch_size=batch, shuffle_buffer=self.shuffle_buffer,
                 rank=rank, world_size=world, drop_last=train, **common,
             )  # fmt: skip
-        return VideoTextDataset(source.records(), source.video_root, self.tokenizer, **common)  # type: ignore[arg-type]
+            # the shard reader decodes with a VideoTextDataset: give it the same text / sampling settings
+            sharded.samples.text_layout, sharded.samples.sampling = self.text_layout, self.frame_sampling
+            sharded.samples.stored_frames = self.stored_frames
+            return sharded
+        extra = {"text_layout": self.text_layout, "sampling": self.frame_sampling}
+        extra |= {"stored_frames": self.stored_frames, **self._extra_dataset_options()}
+        return VideoTextDataset(source.records(), source.video_root, self.tokenizer, **common, **extra)  # type: ignore[arg-type]
+
+    def _extra_dataset_options(self) -> dict[str, Any]:
+        return {}
 
     def _loader(self, dataset: Any, train: bool) -> DataLoader:
         workers = {"num_workers": self.num_workers, "pin_memory": self.pin_memory}
@@ -391,23 +506,50 @@ class RetrievalDataModule(VideoTextDataModule):
 
 
 class MultipleChoiceDataModule(VideoTextDataModule):
-    """Multiple choice (MSRVTT-MC, LSMDC-MC, TGIF-Action / Transition); synthetic: TGIF-Action layout.
+    """Multiple choice: MSRVTT-MC / LSMDC-MC with the VTM head (``text_layout="choice"``, the default for
+    multiple-choice records: ``option_ids [b, 5, L]``) or TGIF-Action / Transition with the options in the
+    prompt (``benchmark="tgif_action"`` or ``text_layout="mc_prompt"``: ``text_ids [b, L + 3]``,
+    ``answer_ids`` at the ``[MASK]``). Synthetic: an MSRVTT-MC-layout file whose options are captions (one
+    true), or with ``mc_prompt`` the TGIF-Action-layout files.
 
     Arguments: see :class:`VideoTextDataModule`.
     """
 
     synthetic_files: ClassVar = {
+        "train": ("msrvtt_mc_csv", "mc_train", {}, None),
+        "val": ("msrvtt_mc_csv", "mc_test", {}, None),
+        "test": ("msrvtt_mc_csv", "mc_test", {}, None),
+    }
+    synthetic_prompt_files: ClassVar = {
         "train": ("tgif_action_csv", "action_train", {}, None),
         "val": ("tgif_action_csv", "action_test", {}, None),
         "test": ("tgif_action_csv", "action_test", {}, None),
     }
 
+    def _synthetic_files(self) -> dict[str, tuple[str, str, dict[str, Any], str | None]]:
+        return self.synthetic_prompt_files if self.text_layout == "mc_prompt" else self.synthetic_files
+
 
 class QADataModule(VideoTextDataModule):
-    """Open-ended QA and fill-in-the-blank (TGIF-Frame, MSRVTT-QA, MSVD-QA, LSMDC-FiB): the MLM head answers
-    a ``[MASK]``; synthetic: TGIF-FrameQA layout.
+    """Open-ended QA and fill-in-the-blank (TGIF-Frame, MSRVTT-QA, MSVD-QA, LSMDC-FiB).
 
-    Arguments: see :class:`VideoTextDataModule`.
+    MLM head (default): the ``qa`` layout ``[CLS] question answer : [MASK] [SEP]`` (``L + 5``) or, for
+    fill-in-the-blank records / ``benchmark="lsmdc_fib"``, the sentence with its blank as ``[MASK]``;
+    ``answer_ids`` holds the answer's id at the ``[MASK]`` (-100 when it is not one vocabulary entry).
+
+    Classifier head (``classifier=True``): an answer vocabulary is built from the *training* answers, most
+    frequent first, capped at ``answer_vocab_size`` (default: the benchmark's published size, e.g. 1540 for
+    TGIF-Frame; None = every answer); ``label`` = the answer's index, -100 outside the vocabulary (still
+    counted in accuracy). :attr:`num_answers` gives its size for ``LightningCLI.link_arguments``
+    (``apply_on="instantiate"``); it reads the training annotations on first access.
+
+    Synthetic: TGIF-FrameQA layout (the LSMDC-FiB layout with ``fill_blank``).
+
+    Args:
+        classifier: Build the answer vocabulary and give class labels.
+        answer_vocab_size: Largest answer vocabulary (None: the benchmark's published size, or all answers).
+        *args: See :class:`VideoTextDataModule`.
+        **kwargs: See :class:`VideoTextDataModule`.
     """
 
     synthetic_files: ClassVar = {
@@ -415,6 +557,47 @@ class QADataModule(VideoTextDataModule):
         "val": ("tgif_frameqa_csv", "frameqa_test", {}, None),
         "test": ("tgif_frameqa_csv", "frameqa_test", {}, None),
     }
+    synthetic_fib_files: ClassVar = {
+        "train": ("lsmdc_fib_csv", "fib_train", {}, None),
+        "val": ("lsmdc_fib_csv", "fib_test", {}, None),
+        "test": ("lsmdc_fib_csv", "fib_test", {}, None),
+    }
+
+    def __init__(
+        self, *args: Any, classifier: bool = False, answer_vocab_size: int | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.classifier = classifier
+        self.answer_vocab_size = answer_vocab_size or _preset(self.benchmark).get("answer_vocab_size")
+        self._answer_vocab: list[str] | None = None
+
+    def _synthetic_files(self) -> dict[str, tuple[str, str, dict[str, Any], str | None]]:
+        return self.synthetic_fib_files if self.text_layout == "fill_blank" else self.synthetic_files
+
+    @property
+    def answer_vocab(self) -> list[str] | None:
+        """The classifier's answers in class order (None without ``classifier``); read lazily."""
+        if not self.classifier:
+            return None
+        if self._answer_vocab is None:
+            sources = self._synthetic_sources()["train"] if self.synthetic else self.sources["train"]
+            if not sources or any(s.shards is not None for s in sources):
+                raise ValueError(
+                    f"{type(self).__name__}(classifier=True) builds its answer vocabulary from annotation "
+                    f"training sources; got train={sources}"
+                )
+            answers = [r.answer for s in sources for r in s.records()]
+            self._answer_vocab = answer_vocabulary(answers, self.answer_vocab_size)
+        return self._answer_vocab
+
+    @property
+    def num_answers(self) -> int:
+        """Classes of the classifier head (0 without ``classifier``)."""
+        vocab = self.answer_vocab
+        return 0 if vocab is None else len(vocab)
+
+    def _extra_dataset_options(self) -> dict[str, Any]:
+        return {"answer_vocab": self.answer_vocab}
 
 
 class CaptioningDataModule(VideoTextDataModule):

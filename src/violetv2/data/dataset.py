@@ -118,6 +118,8 @@ class VideoTextDataset(Dataset):
             records then get ``label`` = the answer's index, -100 when it is not in the list.
         sampling: Frame sampling rule, ``"release"`` (default) or ``"segments"`` (see
             :func:`~violetv2.data.video.sample_indices`).
+        stored_frames: Sample as the release does from frame stores of this many frames per video (see
+            :func:`~violetv2.data.video.sample_indices`); None: from every decoded frame.
     """
 
     def __init__(
@@ -137,12 +139,13 @@ class VideoTextDataset(Dataset):
         text_layout: str | None = None,
         answer_vocab: Sequence[str] | None = None,
         sampling: Sampling = "release",
+        stored_frames: int | None = None,
     ) -> None:
         if not records:
             raise ValueError("VideoTextDataset needs at least one record")
         if text_layout is not None and text_layout not in LAYOUTS:
             raise ValueError(f"unknown text_layout {text_layout!r}; choose from {list(LAYOUTS)} or None")
-        self.text_layout, self.sampling = text_layout, sampling
+        self.text_layout, self.sampling, self.stored_frames = text_layout, sampling, stored_frames
         self.answer_index = None if answer_vocab is None else {a: i for i, a in enumerate(answer_vocab)}
         self.records = list(records)
         self.video_root = Path(video_root)
@@ -202,6 +205,7 @@ class VideoTextDataset(Dataset):
             start=None if trimmed else record.start,
             end=None if trimmed else record.end,
             sampling=self.sampling,
+            stored_frames=self.stored_frames,
         )
 
     def __getitem__(self, index: int) -> dict[str, Any]:

@@ -13,6 +13,7 @@ the on-disk layout of the real benchmark it stands in for, so the same readers p
       webvid/results_{train,val}.csv          pre-training captions, WebVid-10M layout (videos flat, not in
                                               page_dir folders: read with ``video_layout="flat"``)
       umt/ret_{train,test}.json               retrieval + captioning, UMT msrvtt_ret_train9k/test1k layout
+      msrvtt_mc/MSR_MC_{train,test}.csv       5-way caption choice (one true caption), JSFusion MSR_MC layout (TSV)
       tgif_qa/{Train,Test}_action_question.csv       5-way MC (motion), TGIF-QA layout (TSV, CRLF)
       tgif_qa/{Train,Test}_transition_question.csv   5-way MC (order), TGIF-QA layout
       tgif_qa/{Train,Test}_frameqa_question.csv      open QA, TGIF-QA FrameQA layout
@@ -48,12 +49,16 @@ from violetv2.data.synthetic_render import ClipSpec, render_to_files, sample_cli
 
 __all__ = ["SyntheticPaths", "generate", "build_tokenizer", "wordpiece_vocab", "main", "FORMAT_VERSION"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 TGIF_MC_HEADER = ["gif_name", "question", "a1", "a2", "a3", "a4", "a5", "answer", "vid_id", "key"]
 TGIF_FRAMEQA_HEADER = ["gif_name", "question", "answer", "type", "vid_id", "key", "description"]
 WEBVID_HEADER = ["videoid", "contentUrl", "duration", "page_dir", "name"]
 FIB_HEADER = ["key", "vid_key", "blank_sentence", "answer"]
+MSR_MC_HEADER = ["key", "vid_key", "video_id", "a1", "a2", "a3", "a4", "a5", "answer"]
+PROMPT_WORDS = ("answer", ":", "option", *(str(i) for i in range(10)))
+"""Words of the downstream prompts (``answer :``, ``option i:``): each must be one word piece, so the
+``qa`` / ``mc_prompt`` layouts have the release's lengths and option digits are predictable."""
 FIRST_VIDEO_ID = 100000
 LAYOUT = {
     "manifest": "synthetic.json",
@@ -63,6 +68,8 @@ LAYOUT = {
     "webvid_val": "webvid/results_val.csv",
     "ret_train": "umt/ret_train.json",
     "ret_test": "umt/ret_test.json",
+    "mc_train": "msrvtt_mc/MSR_MC_train.csv",
+    "mc_test": "msrvtt_mc/MSR_MC_test.csv",
     "action_train": "tgif_qa/Train_action_question.csv",
     "action_test": "tgif_qa/Test_action_question.csv",
     "transition_train": "tgif_qa/Train_transition_question.csv",
@@ -90,6 +97,8 @@ class SyntheticPaths:
     webvid_val: Path
     ret_train: Path
     ret_test: Path
+    mc_train: Path
+    mc_test: Path
     action_train: Path
     action_test: Path
     transition_train: Path
@@ -196,6 +205,26 @@ def _write_umt(path: Path, clips: list[_Clip], seed: int, duration: float, train
     return captions
 
 
+def _write_msrvtt_mc(path: Path, clips: list[_Clip], seed: int, counter: int) -> list[str]:
+    """MSRVTT multiple choice (JSFusion ``MSR_MC_test.csv``): TSV with header, LF; the options are five
+    captions, the clip's own one and four of other clips of the split showing another shape or colour."""
+    rows, texts = [], []
+    for n, clip in enumerate(clips):
+        rng = _text_rng(seed, clip, 7)
+        others = [c for c in clips if (c.spec.shape, c.spec.colour) != (clip.spec.shape, clip.spec.colour)]
+        others = others or [c for c in clips if c is not clip] or [clip]
+        order_others = list(rng.permutation(len(others)))
+        picks = [others[int(order_others[k % len(others)])] for k in range(4)]
+        options = [text.caption(c.spec, rng) for c in [clip, *picks]]
+        order = rng.permutation(5)
+        label = int(np.argmax(order == 0))
+        number = FIRST_VIDEO_ID + clip.number
+        rows.append([f"MC{counter + n}", f"msr{number}", clip.videoid, *[options[i] for i in order], label])
+        texts += options
+    _write_tsv(path, MSR_MC_HEADER, rows, "\n")
+    return texts
+
+
 def _write_tgif_mc(path: Path, clips: list[_Clip], seed: int, kind: str, counter: int) -> list[str]:
     """TGIF-QA Action / Transition: TSV with header, CRLF, answer = 0-based option index."""
     make = text.mc_action if kind == "action" else text.mc_transition
@@ -264,6 +293,8 @@ def _write_annotations(paths: SyntheticPaths, clips: list[_Clip], seed: int, dur
     out += _write_webvid(paths.webvid_val, test, seed, duration)
     out += _write_umt(paths.ret_train, train, seed, duration, train=True)
     out += _write_umt(paths.ret_test, test, seed, duration, train=False)
+    out += _write_msrvtt_mc(paths.mc_train, train, seed, 0)
+    out += _write_msrvtt_mc(paths.mc_test, test, seed, n_train)
     for kind in ("action", "transition"):
         out += _write_tgif_mc(getattr(paths, f"{kind}_train"), train, seed, kind, 0)
         out += _write_tgif_mc(getattr(paths, f"{kind}_test"), test, seed, kind, n_train)
@@ -437,8 +468,8 @@ def generate(
     paths.manifest.unlink(missing_ok=True)
     duration = round(num_frames / fps, 2)
     clips = _sample_clips(num_train, num_test, seed, duration)
-    corpus = _write_annotations(paths, clips, seed, duration)
-    vocab_size = build_tokenizer(corpus, paths.tokenizer)
+    corpus = _write_annotations(paths, clips, seed, duration) + [" ".join(PROMPT_WORDS)] * 10
+    vocab_size = build_tokenizer(corpus, paths.tokenizer, answers=(*text.ANSWER_WORDS, *PROMPT_WORDS))
     workers = _default_workers() if workers is None else workers
     codec = _render_videos(paths, clips, size, num_frames, fps, workers)
     counts = {"train": num_train, "test": num_test, "frames": num_frames, "vocab_size": vocab_size}

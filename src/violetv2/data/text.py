@@ -1,7 +1,7 @@
 """Tokenisation: the BERT word-piece tokenizer and the per-task text lengths of the paper.
 
-Sequences are ``[CLS] ... [SEP] [PAD]...`` padded to a fixed ``max_len`` (token types are not used: the
-model's text embedding has a single type).
+The datasets encode text with the release's layouts (:mod:`violetv2.data.layouts`); :func:`tokenize` is a
+generic batch tokenizer (``[CLS] ... [SEP] [PAD]...``, truncation keeps the ``[SEP]``) for ad-hoc use.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
@@ -19,10 +18,8 @@ __all__ = [
     "MAX_LEN_LONG",
     "MAX_LEN_PRETRAIN",
     "TASK_MAX_LEN",
-    "fill_blank",
     "load_tokenizer",
     "tokenize",
-    "tokenize_around_mask",
 ]
 
 MAX_LEN_PRETRAIN = 32
@@ -82,35 +79,3 @@ def tokenize(
         return_tensors="pt",
     )
     return encoded["input_ids"].long(), encoded["attention_mask"].long()
-
-
-def fill_blank(text: str, mask_token: str) -> str:
-    """Replace the benchmark's blank (``_____``) with ``mask_token``; the text must hold exactly one."""
-    filled, n = BLANK.subn(mask_token, text)
-    if n != 1:
-        raise ValueError(f"expected exactly one blank '_____' in {text!r}, found {n}")
-    return filled
-
-
-def tokenize_around_mask(
-    tokenizer: PreTrainedTokenizerBase, text: str, max_len: int
-) -> tuple[Tensor, Tensor]:
-    """Like :func:`tokenize` for one text holding a ``[MASK]``, cutting the text so the mask is kept.
-
-    When the text is too long, a window of word pieces centred on the mask is kept instead of the head.
-
-    Returns:
-        ``(ids, mask)``: long ``[l]`` each.
-    """
-    pieces = tokenizer(text, add_special_tokens=False)["input_ids"]
-    if tokenizer.mask_token_id not in pieces:
-        raise ValueError(f"no {tokenizer.mask_token} in {text!r}")
-    room = max_len - 2
-    if len(pieces) > room:
-        centre = pieces.index(tokenizer.mask_token_id)
-        first = min(max(centre - room // 2, 0), len(pieces) - room)
-        pieces = pieces[first : first + room]
-    ids = [tokenizer.cls_token_id, *pieces, tokenizer.sep_token_id]
-    pad = max_len - len(ids)
-    mask = torch.tensor([1] * len(ids) + [0] * pad)
-    return torch.tensor(ids + [tokenizer.pad_token_id] * pad), mask

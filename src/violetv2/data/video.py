@@ -96,6 +96,7 @@ def sample_indices(
     rng: random.Random | None = None,
     num_clips: NumClips = 1,
     sampling: Sampling = "segments",
+    stored_frames: int | None = None,
 ) -> list[list[int]]:
     """Sparse sampling: ``num_samples`` frames spread over a clip of ``num_frames`` frames.
 
@@ -115,10 +116,19 @@ def sample_indices(
         rng: Random source for training (a fresh unseeded one when None).
         num_clips: Clips to sample (test-time averaging); ``"all"`` only with ``sampling="release"``.
         sampling: ``"segments"`` or ``"release"``.
+        stored_frames: Emulate a frame store holding this many frames per video (the release samples from
+            pre-extracted frames): first keep ``stored_frames`` evenly spaced frames (rounded, first and last
+            included), then sample among them. None (or more than ``num_frames``): every frame counts.
 
     Returns:
         Lists of ``num_samples`` sorted frame indices in ``[0, num_frames)``, one per clip.
     """
+    if stored_frames is not None and 1 <= stored_frames < num_frames:
+        kept = _evenly(0, num_frames - 1, stored_frames)
+        clips = sample_indices(
+            stored_frames, num_samples, train=train, rng=rng, num_clips=num_clips, sampling=sampling
+        )
+        return [[kept[i] for i in clip] for clip in clips]
     if sampling == "release":
         return release_indices(num_frames, num_samples, train=train, rng=rng, num_clips=num_clips)
     if sampling != "segments" or num_clips == "all":
@@ -468,6 +478,7 @@ def read_clips(
     thread_type: str = "AUTO",
     seek_threshold: int = SEEK_THRESHOLD,
     sampling: Sampling = "segments",
+    stored_frames: int | None = None,
 ) -> Tensor:
     """Decode ``num_clips`` sparsely sampled clips of ``num_frames`` frames each.
 
@@ -486,6 +497,8 @@ def read_clips(
         seek_threshold: Seek to a keyframe only when that skips more than this many frames (a seek flushes
             the decoder, which costs roughly as much as decoding several frames); see :func:`plan_seeks`.
         sampling: Frame sampling rule (see :func:`sample_indices`).
+        stored_frames: Sample as from a frame store of this many frames per video (see
+            :func:`sample_indices`).
 
     Returns:
         uint8 ``[n, t, c, h, w]`` RGB frames, rotated upright according to the file's display matrix.
@@ -499,7 +512,8 @@ def read_clips(
         with _open(source, thread_type) as (container, stream):
             cached = _cache_key(source) in _INDEX_CACHE
             index = _index(source, container, stream)
-            clips = _sample_clips(index, name, num_frames, (train, rng, num_clips, sampling), start, end)
+            how = (train, rng, num_clips, sampling, stored_frames)
+            clips = _sample_clips(index, name, num_frames, how, start, end)
             ordinals = [i for clip in clips for i in clip]
             if index.pts:
                 plan = (index, ordinals, size, side, cached, name, seek_threshold)
@@ -516,7 +530,7 @@ def _sample_clips(
     index: ClipIndex,
     name: str,
     num_frames: int,
-    how: tuple[bool, random.Random | None, NumClips, Sampling],
+    how: tuple[bool, random.Random | None, NumClips, Sampling, int | None],
     start: float | None,
     end: float | None,
 ) -> list[list[int]]:
@@ -524,8 +538,16 @@ def _sample_clips(
     lo, hi = index.frame_range(start, end)
     if hi <= lo:
         raise VideoDecodeError(name, f"no frame between start={start}s and end={end}s")
-    train, rng, num_clips, sampling = how
-    clips = sample_indices(hi - lo, num_frames, train=train, rng=rng, num_clips=num_clips, sampling=sampling)
+    train, rng, num_clips, sampling, stored = how
+    clips = sample_indices(
+        hi - lo,
+        num_frames,
+        train=train,
+        rng=rng,
+        num_clips=num_clips,
+        sampling=sampling,
+        stored_frames=stored,
+    )
     return [[lo + i for i in clip] for clip in clips]
 
 
@@ -548,6 +570,7 @@ def read_clip(
     thread_type: str = "AUTO",
     seek_threshold: int = SEEK_THRESHOLD,
     sampling: Sampling = "segments",
+    stored_frames: int | None = None,
 ) -> Tensor:
     """Decode one sparsely sampled clip; arguments as :func:`read_clips`.
 
@@ -566,4 +589,5 @@ def read_clip(
         thread_type=thread_type,
         seek_threshold=seek_threshold,
         sampling=sampling,
+        stored_frames=stored_frames,
     )[0]

@@ -13,11 +13,13 @@ from typing import Any, ClassVar
 
 import torch
 from einops import rearrange
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..data.batch import VideoTextBatch
+from ..metrics import AccuracyMetric
 from ..models.violet import TASK_ROWS, AttentionMode, FusedSequence
 from .base import VioletModule
+from .losses import IGNORE_INDEX
 from .pretrain import SpecialTokens
 
 __all__ = ["DownstreamModule", "VideoTokens", "average_clips", "first_of_clips", "mask_positions"]
@@ -61,21 +63,31 @@ def first_of_clips(value: Any, num_clips: int) -> Any:
     return value[::num_clips]
 
 
-def mask_positions(text_ids: Tensor, mask_token_id: int, name: str = "text_ids") -> Tensor:
+def mask_positions(
+    text_ids: Tensor, mask_token_id: int, name: str = "text_ids", allow_missing: bool = False
+) -> Tensor:
     """``[b]`` position of the single ``[MASK]`` in every row of ``[b, l]`` ids.
 
+    Args:
+        text_ids: ``[b, l]`` token ids.
+        mask_token_id: Id of ``[MASK]``.
+        name: Used in error messages.
+        allow_missing: Rows without a ``[MASK]`` (a fill-in-the-blank whose blank was truncated away) get
+            position -1 instead of an error.
+
     Raises:
-        ValueError: A row without, or with more than one, ``[MASK]``.
+        ValueError: A row with more than one ``[MASK]``, or without one unless ``allow_missing``.
     """
     is_mask = text_ids == mask_token_id
     counts = is_mask.sum(1)
-    if not bool((counts == 1).all()):
-        bad = (counts != 1).nonzero().flatten().tolist()
+    bad = (counts > 1) | ((counts == 0) & (not allow_missing))
+    if bool(bad.any()):
+        rows = bad.nonzero().flatten().tolist()
         raise ValueError(
-            f"{name}: rows {bad[:8]} hold {counts[bad[:8]].tolist()} [MASK] tokens (id {mask_token_id}); "
+            f"{name}: rows {rows[:8]} hold {counts[rows[:8]].tolist()} [MASK] tokens (id {mask_token_id}); "
             "exactly one is expected (check the text layout and the tokenizer)"
         )
-    return is_mask.int().argmax(1)
+    return torch.where(counts == 1, is_mask.int().argmax(1), -1)
 
 
 class DownstreamModule(VioletModule):
@@ -91,6 +103,8 @@ class DownstreamModule(VioletModule):
 
     task_row: ClassVar[str | None] = None
     """Row of the task-token table this task uses (``None``: the task has no task token)."""
+    accuracies: ClassVar[tuple[str, ...]] = ()
+    """Accuracy metrics logged per evaluation stage (``val/<name>``, ``test/<name>``)."""
 
     def __init__(self, tokenizer: str | None = None, task_token: bool = False, **kwargs: Any) -> None:
         if task_token and self.task_row is None:
@@ -98,6 +112,15 @@ class DownstreamModule(VioletModule):
         super().__init__(**kwargs)
         self._special: SpecialTokens | None = None
         self._tokenizer: Any = None
+        self.accuracy = nn.ModuleDict(
+            {f"{stage}_{name}": AccuracyMetric() for stage in ("val", "test") for name in self.accuracies}
+        )
+
+    def log_accuracy(self, stage: str, name: str, preds: Tensor, target: Tensor, index: Tensor) -> None:
+        """Accumulate ``preds`` vs ``target`` (``-100`` = never correct) and log the epoch accuracy (%)."""
+        metric = self.accuracy[f"{stage}_{name}"]
+        metric.update(preds, target, index)
+        self.log(f"{stage}/{name}", metric, on_step=False, on_epoch=True, batch_size=target.shape[0])
 
     # ------------------------------------------------------------------ tokens
     @property
@@ -157,15 +180,18 @@ class DownstreamModule(VioletModule):
             b = batch.video.shape[0] // batch.num_clips
             start = getattr(self, "_seen", 0)
             self._seen = start + b
-            return torch.arange(start, start + b, device=self.device)
-        return self.rows(batch, "index").to(self.device)
+            return torch.arange(start, start + b, device=batch.video.device)
+        return self.rows(batch, "index").to(batch.video.device)
 
     @staticmethod
     def labels_at(answer_ids: Tensor | None, positions: Tensor) -> Tensor | None:
-        """``answer_ids`` read at one position per row (``None`` when there are no answer ids)."""
+        """``answer_ids`` read at one position per row, -100 where the position is -1 (``None`` when there
+        are no answer ids)."""
         if answer_ids is None:
             return None
-        return answer_ids.gather(1, positions[:, None]).squeeze(1)
+        found = positions >= 0
+        labels = answer_ids.gather(1, positions.clamp_min(0)[:, None]).squeeze(1)
+        return torch.where(found, labels, torch.full_like(labels, IGNORE_INDEX))
 
     @staticmethod
     def require(batch: VideoTextBatch, *names: str) -> None:
@@ -173,4 +199,3 @@ class DownstreamModule(VioletModule):
         missing = [n for n in names if getattr(batch, n) is None]
         if missing:
             raise ValueError(f"batch lacks {missing}: check the DataModule feeding this task")
-

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from ..data.batch import VideoTextBatch
+from ..metrics import retrieval_metrics
 from .downstream import DownstreamModule, VideoTokens
 from .losses import bidirectional_contrastive_loss
 
@@ -102,24 +103,33 @@ class RetrievalModule(DownstreamModule):
         self._video_meta: tuple[int, tuple[int, int]] | None = None
 
     def cache_batch(self, batch: VideoTextBatch) -> None:
-        """Encode the batch's videos not seen yet in this epoch and keep every text."""
-        video_ids = list(self.rows(batch, "video_ids"))
-        if len(video_ids) != len(batch) // batch.num_clips:
-            raise ValueError("retrieval evaluation needs batch.video_ids (one per sample)")
-        index = self.sample_index(batch).tolist()
-        ids, mask = self.rows(batch, "text_ids"), self.rows(batch, "text_mask")
-        for k, i in enumerate(index):
-            self._texts.setdefault(int(i), (ids[k].cpu(), mask[k].cpu(), video_ids[k]))
+        """Keep the batch's texts and encode its videos not seen yet in this epoch."""
+        video_ids = self.cache_texts(batch)
         new = [k for k, v in enumerate(video_ids) if v not in self._videos and v not in video_ids[:k]]
         if not new:
             return
         n = batch.num_clips
         rows = torch.tensor([k * n + c for k in new for c in range(n)], device=batch.video.device)
         sub = VideoTextBatch(batch.video[rows], batch.text_ids[rows], batch.text_mask[rows], num_clips=n)
-        video = self.encode(sub)
+        self.cache_videos([video_ids[k] for k in new], self.encode(sub))
+
+    def cache_texts(self, batch: VideoTextBatch) -> list[str]:
+        """Keep every text of the batch (by sample index) with its video id; returns the video ids."""
+        video_ids = list(self.rows(batch, "video_ids"))
+        if len(video_ids) != len(batch) // batch.num_clips:
+            raise ValueError("retrieval evaluation needs batch.video_ids (one per sample)")
+        ids, mask = self.rows(batch, "text_ids"), self.rows(batch, "text_mask")
+        for k, i in enumerate(self.sample_index(batch).tolist()):
+            self._texts.setdefault(int(i), (ids[k].cpu(), mask[k].cpu(), video_ids[k]))
+        return video_ids
+
+    def cache_videos(self, video_ids: list[str], video: VideoTokens) -> None:
+        """Keep encoded videos (one token row per id) for the end-of-epoch scoring."""
+        if len(video_ids) != len(video):
+            raise ValueError(f"{len(video_ids)} video ids for {len(video)} encoded videos")
         self._video_meta = (video.frames, video.grid)
-        for k, tokens in zip(new, video.tokens):
-            self._videos[video_ids[k]] = tokens
+        for name, tokens in zip(video_ids, video.tokens):
+            self._videos.setdefault(name, tokens)
 
     def all_pair_scores(self) -> tuple[Tensor, list[str], Tensor]:
         """Score every cached text against every video of every rank.
@@ -133,10 +143,11 @@ class RetrievalModule(DownstreamModule):
             for k, v in part.items():
                 texts.setdefault(k, v)
         order = sorted(texts)
-        ids = torch.stack([texts[k][0] for k in order]).to(self.device)
-        mask = torch.stack([texts[k][1] for k in order]).to(self.device)
+        device = next(self.model.parameters()).device
+        ids = torch.stack([texts[k][0] for k in order]).to(device)
+        mask = torch.stack([texts[k][1] for k in order]).to(device)
         names = list(self._videos)
-        columns = torch.empty(len(order), 0, device=self.device)
+        columns = torch.empty(len(order), 0, device=device)
         if names:
             frames, grid = self._video_meta
             video = VideoTokens(torch.stack([self._videos[v] for v in names]), frames, grid)
@@ -155,14 +166,12 @@ class RetrievalModule(DownstreamModule):
         return scores, video_ids, positive
 
     def _evaluate(self, stage: str) -> None:
-        if not self._texts and not gather_objects(len(self._texts)):
+        if sum(gather_objects(len(self._texts))) == 0:
             return
         scores, _, positive = self.all_pair_scores()
         self._reset_cache()
-        from ..metrics import retrieval_metrics
-
-        values = retrieval_metrics(scores, positive)
-        self.log_dict({f"{stage}/{k}": float(v) for k, v in values.items()}, rank_zero_only=True)
+        values = retrieval_metrics(scores, positive)  # identical on every rank: no further sync
+        self.log_dict({f"{stage}/{k}": float(v) for k, v in values.items()})
 
     def validation_step(self, batch: VideoTextBatch, batch_idx: int) -> None:
         self.cache_batch(batch)
@@ -182,6 +191,7 @@ class RetrievalModule(DownstreamModule):
     def on_test_epoch_end(self) -> None:
         self._evaluate("test")
 
+    @torch.no_grad()
     def predict_step(self, batch: VideoTextBatch, batch_idx: int) -> list[dict[str, Any]]:
         """Matching score of every (video, text) row: ``{id, prediction: video id, score}``."""
         video = self.encode(batch)
