@@ -175,3 +175,20 @@ def test_bad_files_are_reported_for_answers_and_captions(bench, tokenizer_dir, t
     qa = _module(OpenQAModule, tokenizer_dir)
     answers = qa.answer([bad, paths[2]], ["what shape ?", "what colour ?"], progress=False)
     assert [a.question for a in answers] == ["what colour ?"] and len(answers.failures) == 1
+
+
+def test_answer_classifier_equals_the_task(bench, tokenizer_dir):
+    records = read_annotations("tgif_frameqa_csv", str(bench.frameqa_test))
+    vocab = sorted({r.answer for r in records})[:3]
+    module = _module(OpenQAModule, tokenizer_dir, head="classifier", num_answers=3, answer_vocab=vocab)
+    records, batch, paths = _data(
+        bench, tokenizer_dir, "tgif_frameqa_csv", bench.frameqa_test, answer_vocab=vocab
+    )
+    answers = module.answer(paths, [r.text for r in records], progress=False)
+    expected = _predict(module, batch)
+    assert [a.answer for a in answers] == [e["prediction"] for e in expected] and set(vocab) >= {
+        a.answer for a in answers
+    }
+    assert [a.score for a in answers] == pytest.approx([e["score"] for e in expected], abs=1e-6)
+    correct = [a.answer == r.answer for a, r in zip(answers, records)]
+    assert _test_accuracy(module, batch) == pytest.approx(100.0 * sum(correct) / len(correct))

@@ -250,8 +250,8 @@ class InferenceMixin:
 
         heads = set(self.heads)
         if options is None:
-            if isinstance(self, OpenQAModule):
-                return self, "classifier" if self.hparams.head == "classifier" else "qa"
+            if isinstance(self, OpenQAModule):  # the MLM head and the classifier read the same layout
+                return self, "qa"
             self._need("answer", "mlm")
             return self.task_view("open_qa"), "qa"
         if isinstance(self, PromptChoiceModule) or ("vtm" not in heads and "mlm" in heads):
@@ -280,7 +280,7 @@ class InferenceMixin:
             enc = [layouts.mc_prompt(tok, q, o, None, length) for q, o in zip(texts, options)]
         elif layout == "qa":
             enc = [_masked_text(tok, q, length) for q in texts]
-        else:  # caption layout: retrieval texts, the classifier's question
+        else:  # caption layout (retrieval texts)
             enc = [layouts.caption(tok, q, length) for q in texts]
         fields["text_ids"] = torch.stack([e.ids for e in enc])
         fields["text_mask"] = torch.stack([e.mask for e in enc])

@@ -483,8 +483,8 @@ def _from_datamodule(module: Any) -> Preprocessing | None:
     return Preprocessing(
         num_frames=dm.num_frames,
         image_size=dm.image_size,
-        transform=getattr(dm, "eval_transform", "center_crop"),
-        sampling=getattr(dm, "sampling", "release"),
+        transform=getattr(dm, "eval_transform", None) or "center_crop",
+        sampling=getattr(dm, "frame_sampling", None) or "release",
         num_clips=getattr(dm, "num_clips", 1),
         max_text_len=dm.max_text_len,
         tokenizer=tokenizer or getattr(module.hparams, "tokenizer", None) or "bert-base-uncased",
