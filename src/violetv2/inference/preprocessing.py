@@ -109,6 +109,12 @@ class Preprocessing:
         std = torch.tensor(self.std, device=x.device).view(3, 1, 1)
         return (x - mean) / std
 
+    def to_images(self, clip: Tensor) -> Tensor:
+        """Normalised ``[..., c, h, w]`` -> RGB ``[..., h, w, c]`` in ``[0, 1]`` (for display, e.g. matplotlib)."""
+        mean = torch.tensor(self.mean, device=clip.device).view(3, 1, 1)
+        std = torch.tensor(self.std, device=clip.device).view(3, 1, 1)
+        return (clip.float() * std + mean).clamp(0, 1).movedim(-3, -1)
+
     def decode(self, source: str | os.PathLike | bytes) -> Tensor:
         """Decode ``num_clips`` clips of a file or its bytes: uint8 ``[n, t, c, h', w']`` (resized on decode).
 
