@@ -8,6 +8,7 @@ import av
 import numpy as np
 import pytest
 import torch
+from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from violetv2.data.batch import VideoTextBatch
 from violetv2.data.datamodules import (
@@ -146,6 +147,7 @@ def test_qa_classifier_vocabulary(root: Path) -> None:
         for batch in loader:
             expected = [dm.answer_vocab.index(a) if a in dm.answer_vocab else -100 for a in batch.answers]
             assert batch.label.tolist() == expected
+            assert batch.text_ids.shape[1] == 25 and batch.answer_ids is None  # the bare question
     assert module(QADataModule, root, classifier=True, benchmark="tgif_frame").answer_vocab_size == 1540
 
 
@@ -164,9 +166,11 @@ def test_num_answers_links_into_the_model_at_instantiation(root: Path) -> None:
 
     args = ["--data=violetv2.data.datamodules.QADataModule", "--data.synthetic=true",
             f"--data.synthetic_root={root}", f"--data.synthetic_clips={CLIPS}", "--data.classifier=true",
+            "--data.num_clips=all", "--data.benchmark=tgif_frame",
             "--trainer.logger=false", "--trainer.enable_checkpointing=false", "--trainer.accelerator=cpu"]  # fmt: skip
     cli = CLI(Head, L.LightningDataModule, subclass_mode_data=True, run=False, args=args)
     assert cli.model.num_answers == cli.datamodule.num_answers > 0
+    assert cli.datamodule.num_clips == "all" and cli.datamodule.answer_vocab_size == 1540
 
 
 def test_multi_clip_testing_and_gpu_normalize(root: Path) -> None:
@@ -175,10 +179,12 @@ def test_multi_clip_testing_and_gpu_normalize(root: Path) -> None:
     assert test.num_clips == 6 and test.video.shape[0] == 12 and test.index.tolist() == [0] * 6 + [1] * 6
     assert test.video.dtype == torch.uint8 and test.clip_valid is None
     assert first(dm.val_dataloader()[0]).num_clips == 1  # validation: one clip, as the release
+    assert first(dm.predict_dataloader()[0]).sample_ids == test.sample_ids  # predict: the test sources
     cpu = module(RetrievalDataModule, root, num_clips="all")
     expected = first(cpu.test_dataloader()[0]).video
     moved = dm.on_after_batch_transfer(test, 0).video
     assert moved.dtype == torch.float32 and torch.allclose(moved, expected, atol=1e-5)
+    assert is_overridden("on_after_batch_transfer", dm) and not is_overridden("on_after_batch_transfer", cpu)
 
 
 def test_bad_choices_raise() -> None:

@@ -119,3 +119,19 @@ def test_decode_then_transform_pipeline(tmp_path_factory: pytest.TempPathFactory
     out = EvalTransform(32)(clip)
     assert out.shape == (2, 3, 32, 32)
     assert torch.allclose(out, normalize(clip[..., 16:48]))  # centre crop of the 64-wide decode
+
+
+def test_frame_random_crop_draws_one_window_per_frame() -> None:
+    from violetv2.data.transforms import FrameRandomCropTransform
+
+    clip = torch.arange(6 * 3 * 32 * 48, dtype=torch.int64).remainder(251).to(torch.uint8).view(6, 3, 32, 48)
+    out = FrameRandomCropTransform(32, normalize=False)(clip, torch.Generator().manual_seed(0))
+    assert out.shape == (6, 3, 32, 32) and out.dtype == torch.uint8
+    offsets = set()
+    for frame, crop in zip(clip, out):
+        found = [x for x in range(17) if torch.equal(frame[:, :, x : x + 32], crop)]  # shorter side is 32
+        assert found
+        offsets.add(found[0])
+    assert len(offsets) > 1  # not one crop for the clip
+    assert isinstance(build_transform("frame_random_crop", 8), FrameRandomCropTransform)
+    assert isinstance(build_transform("center_crop", 8), EvalTransform)

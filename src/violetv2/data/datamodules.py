@@ -257,6 +257,7 @@ class VideoTextDataModule(L.LightningDataModule):
         train: Training sources (mixed per batch in proportion to their sizes).
         val: Validation sources (one evaluation loader each).
         test: Test sources (one evaluation loader each).
+        predict: Sources of ``violet predict`` (default: the test sources).
         batch_size: Samples per batch and device.
         eval_batch_size: Batch size of validation / test (default: ``batch_size``).
         num_workers: DataLoader worker processes per source.
@@ -266,7 +267,8 @@ class VideoTextDataModule(L.LightningDataModule):
         image_size: Frame side in pixels.
         tokenizer: Tokenizer name or directory (default: the synthetic benchmark's with ``synthetic``, else
             ``bert-base-uncased``).
-        max_text_len: Text length in tokens.
+        max_text_len: Text length ``L`` (None: the benchmark's, else 25; 32 for pre-training); the
+            ``mc_prompt`` / ``qa`` layouts give ``L + 3`` / ``L + 5`` ids.
         seed: Seed of shuffling and of the random frame / crop draws.
         shuffle_buffer: Within-worker shuffle block of shard sources.
         synthetic: Use the synthetic benchmark (generated under ``synthetic_root`` on first use) instead of
@@ -300,6 +302,7 @@ class VideoTextDataModule(L.LightningDataModule):
         train: list[Source] | None = None,
         val: list[Source] | None = None,
         test: list[Source] | None = None,
+        predict: list[Source] | None = None,
         *,
         batch_size: int = 8,
         eval_batch_size: int | None = None,
@@ -333,8 +336,11 @@ class VideoTextDataModule(L.LightningDataModule):
         self.frame_sampling, self.num_clips, self.stored_frames = frame_sampling, num_clips, stored_frames
         self.gpu_normalize = gpu_normalize
         self._gpu = GpuNormalize() if gpu_normalize else None
+        if gpu_normalize:
+            self.on_after_batch_transfer = self._normalize_on_device  # type: ignore[method-assign]
         _check_choices(self)
         self.sources = {"train": list(train or []), "val": list(val or []), "test": list(test or [])}
+        self.sources["predict"] = list(predict or [])
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.num_workers, self.pin_memory, self.persistent_workers = (
             num_workers,
@@ -385,8 +391,9 @@ class VideoTextDataModule(L.LightningDataModule):
             if sources and split not in self.datasets:
                 self.datasets[split] = [self._dataset(s, split) for s in sources]
 
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """With ``gpu_normalize``: uint8 clips -> float, ImageNet-normalised, on the device."""
+    def _normalize_on_device(self, batch: Any, dataloader_idx: int) -> Any:
+        """``on_after_batch_transfer`` with ``gpu_normalize``: uint8 clips -> float, ImageNet-normalised, on the
+        device. Installed on the instance only then, so a task module's own hook is not shadowed otherwise."""
         if self._gpu is not None and isinstance(batch, VideoTextBatch) and batch.video.dtype == torch.uint8:
             self._gpu = self._gpu.to(batch.video.device)
             batch.video = self._gpu(batch.video)
@@ -403,7 +410,7 @@ class VideoTextDataModule(L.LightningDataModule):
             "train": train,
             "seed": self.seed,
             "transform": build_transform(kind, self.image_size, normalize=not self.gpu_normalize),
-            "num_clips": self.num_clips if split == "test" else 1,
+            "num_clips": self.num_clips if split in ("test", "predict") else 1,
         }
 
     def _rank_world(self) -> tuple[int, int]:
@@ -466,6 +473,11 @@ class VideoTextDataModule(L.LightningDataModule):
     def test_dataloader(self) -> list[DataLoader]:
         """One loader per test source."""
         return [self._loader(d, train=False) for d in self.datasets.get("test", [])]
+
+    def predict_dataloader(self) -> list[DataLoader]:
+        """One loader per prediction source (the test sources when ``predict`` is not set)."""
+        split = "predict" if self.datasets.get("predict") else "test"
+        return [self._loader(d, train=False) for d in self.datasets.get(split, [])]
 
 
 # ---------------------------------------------------------------------------------------------- families
@@ -540,7 +552,9 @@ class QADataModule(VideoTextDataModule):
     Classifier head (``classifier=True``): an answer vocabulary is built from the *training* answers, most
     frequent first, capped at ``answer_vocab_size`` (default: the benchmark's published size, e.g. 1540 for
     TGIF-Frame; None = every answer); ``label`` = the answer's index, -100 outside the vocabulary (still
-    counted in accuracy). :attr:`num_answers` gives its size for ``LightningCLI.link_arguments``
+    counted in accuracy). Open-QA text is then the bare question in the ``caption`` layout (the release's
+    ``main_qaoe.py`` classifier reads its ``[CLS]``) unless ``text_layout`` says otherwise; FiB keeps
+    ``fill_blank`` (the release's FiB classifier reads the ``[MASK]``). :attr:`num_answers` gives its size for ``LightningCLI.link_arguments``
     (``apply_on="instantiate"``); it reads the training annotations on first access.
 
     Synthetic: TGIF-FrameQA layout (the LSMDC-FiB layout with ``fill_blank``).
@@ -567,6 +581,10 @@ class QADataModule(VideoTextDataModule):
         self, *args: Any, classifier: bool = False, answer_vocab_size: int | None = None, **kwargs: Any
     ) -> None:
         super().__init__(*args, **kwargs)
+        if classifier and kwargs.get("text_layout") is None and self.text_layout == "qa":
+            self.text_layout = (
+                None  # per record: open QA -> the bare question (caption layout), FiB -> fill_blank
+            )
         self.classifier = classifier
         self.answer_vocab_size = answer_vocab_size or _preset(self.benchmark).get("answer_vocab_size")
         self._answer_vocab: list[str] | None = None

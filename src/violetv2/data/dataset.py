@@ -113,7 +113,8 @@ class VideoTextDataset(Dataset):
         extensions: File extensions tried when a record's video name has none or it does not exist.
         seed: Base seed; sample ``i`` of epoch ``e`` draws from ``(seed, e, i)``, whatever the worker.
         text_layout: One of :data:`~violetv2.data.layouts.LAYOUTS` for every record, or None for the
-            record task's default (:data:`TASK_LAYOUT`).
+            record task's default (:data:`TASK_LAYOUT`; open-QA records with an ``answer_vocab``: ``caption``,
+            the question alone, as the release's classifier reads it).
         answer_vocab: Classifier-head answers (see :func:`~violetv2.data.layouts.answer_vocabulary`): QA
             records then get ``label`` = the answer's index, -100 when it is not in the list.
         sampling: Frame sampling rule, ``"release"`` (default) or ``"segments"`` (see
@@ -248,6 +249,8 @@ class VideoTextDataset(Dataset):
         """The text layout ``record`` is encoded with."""
         if self.text_layout is not None:
             return self.text_layout
+        if record.task == "open_qa" and self.answer_index is not None:
+            return "caption"  # the release's classifier (main_qaoe.py) reads the [CLS] of the bare question
         if record.task not in TASK_LAYOUT:
             raise ValueError(f"unknown task {record.task!r} in record {record.sample_id} ({record.source})")
         return TASK_LAYOUT[record.task]
