@@ -250,8 +250,8 @@ class InferenceMixin:
 
         heads = set(self.heads)
         if options is None:
-            if isinstance(self, OpenQAModule):  # the MLM head and the classifier read the same layout
-                return self, "qa"
+            if isinstance(self, OpenQAModule):  # the classifier reads the bare question, as the release's
+                return self, "classifier" if self.hparams.head == "classifier" else "qa"
             self._need("answer", "mlm")
             return self.task_view("open_qa"), "qa"
         if isinstance(self, PromptChoiceModule) or ("vtm" not in heads and "mlm" in heads):
@@ -278,8 +278,8 @@ class InferenceMixin:
             enc = [layouts.caption(tok, q, length) for q in texts]
         elif layout == "mc_prompt":
             enc = [layouts.mc_prompt(tok, q, o, None, length) for q, o in zip(texts, options)]
-        elif layout == "qa":
-            enc = [_masked_text(tok, q, length) for q in texts]
+        elif layout in ("qa", "classifier"):
+            enc = [_masked_text(tok, q, length, classifier=layout == "classifier") for q in texts]
         else:  # caption layout (retrieval texts)
             enc = [layouts.caption(tok, q, length) for q in texts]
         fields["text_ids"] = torch.stack([e.ids for e in enc])
@@ -410,13 +410,16 @@ def _stack_options(ids: list[Tensor], masks: list[Tensor]) -> tuple[Tensor, Tens
     return out, mask
 
 
-def _masked_text(tokenizer: Any, question: str, length: int) -> Any:
-    """The open-ended layout: ``fill_blank`` for a sentence with a blank / ``[MASK]``, else ``qa``."""
+def _masked_text(tokenizer: Any, question: str, length: int, classifier: bool = False) -> Any:
+    """The open-ended layouts: ``fill_blank`` for a sentence with a blank / ``[MASK]``; else ``qa`` (MLM head)
+    or the bare question in the ``caption`` layout (the answer classifier, as the release's)."""
     from ..data import layouts
     from ..data.text import BLANK
 
     if BLANK.search(question) or tokenizer.mask_token in question:
         return layouts.fill_blank(tokenizer, question, None, length)
+    if classifier:
+        return layouts.caption(tokenizer, question, length)
     return layouts.qa(tokenizer, question, None, length)
 
 
