@@ -120,9 +120,12 @@ def test_preprocessing_is_validated():
 # ---------------------------------------------------------------------------------------------- retrieval
 
 
-def test_retrieve_equals_the_retrieval_test_step(bench, retrieval):
-    """Scores of model.retrieve == the score matrix RetrievalModule's test path computes on the same clips."""
-    data = _dataset(bench, "umt_ret_json", bench.ret_test)
+@pytest.mark.parametrize("num_clips", [1, "all"])
+def test_retrieve_equals_the_retrieval_test_step(bench, retrieval, num_clips):
+    """Scores of model.retrieve == the score matrix RetrievalModule's test path computes on the same clips
+    (also with the release's multi-clip testing: every clip encoded, tokens averaged)."""
+    data = _dataset(bench, "umt_ret_json", bench.ret_test, num_clips=num_clips)
+    retrieval.preprocessing = {**retrieval.preprocessing.to_dict(), "num_clips": num_clips}
     batch = collate([data[i] for i in range(len(data))])
     retrieval.on_test_epoch_start()
     with torch.no_grad():
@@ -137,6 +140,17 @@ def test_retrieve_equals_the_retrieval_test_step(bench, retrieval):
     firsts = [h for h in hits if h.rank == 1]
     assert [h.video for h in firsts] == [str(paths[j]) for j in best.tolist()]
     assert [h.query for h in firsts] == texts and len(hits) == 16
+    assert batch.num_clips == (1 if num_clips == 1 else 2)
+    retrieval.preprocessing = {**retrieval.preprocessing.to_dict(), "num_clips": 1}
+
+
+def test_device_and_dtype_are_the_users(bench, test_videos):
+    module = _module(RetrievalModule, bench)
+    single = module.retrieve(QUERIES, test_videos, progress=False).scores
+    module.double()
+    double = module.retrieve(QUERIES, test_videos, progress=False)
+    assert double.scores.dtype == torch.float32 and torch.allclose(double.scores, single, atol=1e-5)
+    assert module.index_videos(test_videos, progress=False).tokens.dtype == torch.float64
 
 
 def test_retrieve_reports_bad_files_and_scores_the_rest(bench, retrieval, test_videos, tmp_path):
