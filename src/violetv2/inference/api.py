@@ -61,7 +61,7 @@ class InferenceMixin:
         if isinstance(self, target) and all(self.hparams.get(k) == v for k, v in hparams.items()):
             return self
         views = self.__dict__.setdefault("_task_views", {})
-        key = (task, tuple(sorted(hparams.items())))
+        key = (task, tuple(sorted(hparams.items())), self.preprocessing.tokenizer)
         if key not in views:
             views[key] = _build_view(self, target, hparams)
         return views[key]
@@ -90,6 +90,17 @@ class InferenceMixin:
         finally:
             self.train(was_training)
             _drop_inference_caches()
+
+    def _fingerprint(self) -> str:
+        """:func:`encoder_fingerprint` of this model, recomputed only when a video-encoder weight changed."""
+        pre = self.preprocessing.to_dict()
+        state = [(id(p), p._version) for p in self.model.backbone.video.parameters()]
+        key = (repr(pre), tuple(state))
+        cached = self.__dict__.get("_encoder_fingerprint")
+        if cached is None or cached[0] != key:
+            cached = (key, encoder_fingerprint(self.model, pre))
+            self.__dict__["_encoder_fingerprint"] = cached
+        return cached[1]
 
     def _param(self) -> torch.nn.Parameter:
         return next(self.parameters())
@@ -130,9 +141,9 @@ class InferenceMixin:
                 video = view.encode(_as_batch(batch))
                 names += batch.names
                 positions += batch.indices
-                tokens.append(video.tokens)
+                tokens.append(video.tokens.cpu())  # a large collection stays in host memory
                 meta = (video.frames, video.grid)
-            fingerprint = encoder_fingerprint(self.model, self.preprocessing.to_dict())
+        fingerprint = self._fingerprint()
         if not tokens:
             raise ValueError(f"none of the videos could be read: {[f.video for f in failures][:8]}")
         return VideoIndex(names, torch.cat(tokens), meta[0], meta[1], fingerprint, failures, positions)
@@ -190,7 +201,7 @@ class InferenceMixin:
         view = self.task_view("retrieval")
         param = self._param()
         with self._inference():
-            index.check(encoder_fingerprint(self.model, self.preprocessing.to_dict()))
+            index.check(self._fingerprint())
             tok, length = self._text_tokenizer(), self.preprocessing.max_text_len
             encoded = [layouts.caption(tok, t, length) for t in texts]
             ids = torch.stack([e.ids for e in encoded]).to(param.device)
