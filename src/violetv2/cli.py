@@ -3,6 +3,8 @@
     violet fit --config configs/pretrain/violetv2_base.yaml [--config configs/mvm/hog.yaml ...]
     violet fit --config configs/quickstart.yaml --print_config
     violet convert release.pth out.ckpt       # foreign checkpoint -> violetv2 checkpoint
+    violet convert release.pth out/           # ... -> a from_pretrained directory (config.json + safetensors)
+    violet export last.ckpt export/           # a task's Lightning checkpoint -> from_pretrained directory
     violet synth data/synthetic               # generate the synthetic benchmark
     violet shard --help                       # pack samples into webdataset shards
 
@@ -25,7 +27,8 @@ from .tasks.base import VioletModule
 __all__ = ["VioletCLI", "main"]
 
 TOOLS = {
-    "convert": ("violetv2.convert.__main__", "foreign checkpoint -> violetv2 checkpoint"),
+    "convert": ("violetv2.convert.__main__", "foreign checkpoint -> violetv2 checkpoint or directory"),
+    "export": ("violetv2.inference.export", "any task's .ckpt -> from_pretrained directory (Hub layout)"),
     "synth": ("violetv2.data.synthetic", "generate the synthetic video benchmark"),
     "shard": ("violetv2.data.shards", "pack annotation records + videos into streaming shards"),
 }

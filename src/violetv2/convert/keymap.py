@@ -140,11 +140,17 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, Tensor]:
     """Read a state dict from ``.safetensors`` or a ``torch.save`` file (``weights_only=True``).
 
     Unwraps the usual containers (``{"state_dict": ...}``, ``{"model": ...}``, ``{"module": ...}``) and strips a
-    DDP ``module.`` prefix.
+    DDP ``module.`` prefix. A directory written by ``save_pretrained`` reads its ``model.safetensors``.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.is_dir():
+        if not (path / "model.safetensors").is_file():
+            raise FileNotFoundError(
+                f"{path} is a directory without model.safetensors (not from save_pretrained)"
+            )
+        path = path / "model.safetensors"
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 

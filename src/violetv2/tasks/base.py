@@ -4,7 +4,9 @@ It owns the model (backbone + heads), the optimiser (AdamW with decoupled parame
 biases and LayerNorm weights, a learning-rate multiplier for the video encoder), the schedule (linear warm-up
 then linear decay to zero) and weight loading: foreign checkpoints (the public release, VIOLET v1, Video Swin,
 BERT) at construction, and :meth:`VioletModule.load_from_checkpoint` for anything this library saved, which
-restores the task class that saved it.
+restores the task class that saved it. :meth:`~violetv2.inference.pretrained.PretrainedMixin.save_pretrained` /
+``from_pretrained`` write and read self-contained directories (Hub layout), and the inference methods
+(``retrieve``, ``answer``, ``caption``; :mod:`violetv2.inference`) run any saved model on video files.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import torch
 from torch import nn
 
 from ..config import VioletConfig
+from ..inference.api import InferenceMixin
+from ..inference.pretrained import PretrainedMixin
 from ..models.violet import VioletModel
 
 __all__ = ["VioletModule", "param_groups", "warmup_linear_decay"]
@@ -30,7 +34,7 @@ log = logging.getLogger(__name__)
 _NO_INIT = {"init_checkpoint": None, "video_swin_checkpoint": None, "bert_checkpoint": None}
 
 
-class VioletModule(L.LightningModule):
+class VioletModule(InferenceMixin, PretrainedMixin, L.LightningModule):
     """Base LightningModule: a :class:`~violetv2.models.VioletModel` plus optimisation and weight loading.
 
     Args:
@@ -183,7 +187,10 @@ class VioletModule(L.LightningModule):
             )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["violetv2"] = {"class_path": f"{type(self).__module__}.{type(self).__qualname__}"}
+        checkpoint["violetv2"] = {
+            "class_path": f"{type(self).__module__}.{type(self).__qualname__}",
+            "preprocessing": self.preprocessing.to_dict(),  # so `violet export` / from_pretrained need no data
+        }
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> dict[str, Any]:
