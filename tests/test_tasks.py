@@ -274,6 +274,17 @@ def test_multi_clip_tokens_are_averaged(tok):
         average_clips(torch.ones(5, 2, 3), 2)
 
 
+def test_average_clips_leaves_out_padding_clips():
+    # video 0 has 3 real clips; video 1 has 1 real clip padded with 2 copies (num_clips="all" in one batch)
+    tokens = torch.arange(6, dtype=torch.float32).view(6, 1, 1).expand(6, 2, 3)
+    valid = torch.tensor([True, True, True, True, False, False])
+    mean = average_clips(tokens, 3, valid)
+    assert torch.equal(mean[0], torch.full((2, 3), 1.0)) and torch.equal(mean[1], torch.full((2, 3), 3.0))
+    assert not torch.equal(
+        average_clips(tokens, 3)[1], mean[1]
+    )  # the unweighted mean would count the padding
+
+
 def test_task_token_sits_between_video_and_text(tok):
     module = _make(OpenQAModule, tok, task_token=True).eval()
     backbone, model = module.model.backbone, module.model

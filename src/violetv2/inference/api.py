@@ -89,7 +89,6 @@ class InferenceMixin:
                 yield
         finally:
             self.train(was_training)
-            _drop_inference_caches()
 
     def _fingerprint(self) -> str:
         """:func:`encoder_fingerprint` of this model, recomputed only when a video-encoder weight changed."""
@@ -342,17 +341,6 @@ class InferenceMixin:
                 captions, score = view.caption_batch(_as_batch(clips))
                 out += [Caption(n, c, float(s)) for n, c, s in zip(clips.names, captions, score)]
         return Results(out, failures)
-
-
-def _drop_inference_caches() -> None:
-    """Empty the model code's memoised tensors (window indices, shift masks): made under inference mode they
-    are inference tensors, which a later training step could not save for backward."""
-    from ..models import video_swin
-
-    for obj in vars(video_swin).values():
-        clear = getattr(obj, "cache_clear", None)
-        if callable(clear):
-            clear()
 
 
 def _as_batch(batch: ClipBatch) -> Any:

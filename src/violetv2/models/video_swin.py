@@ -22,7 +22,8 @@ when the feature map is a multiple of the window (224 px, T <= 8).
 
 from __future__ import annotations
 
-from functools import lru_cache
+from collections.abc import Callable
+from functools import lru_cache, wraps
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +43,20 @@ def window_sizes(feature: Size3, window: Size3, shift: Size3) -> tuple[Size3, Si
     return win, sh  # type: ignore[return-value]
 
 
-@lru_cache(maxsize=64)
+def _cached(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    """``lru_cache`` for index and mask tensors, always built outside ``inference_mode``: a tensor first made
+    under ``torch.inference_mode()`` (e.g. by an inference call) could not be saved for a later backward."""
+
+    @lru_cache(maxsize=64)
+    @wraps(fn)
+    def cached(*args: object) -> Tensor:
+        with torch.inference_mode(False):
+            return fn(*args)
+
+    return cached
+
+
+@_cached
 def relative_position_index(window: Size3, table_window: Size3) -> Tensor:
     """``[n, n]`` indices into a table built for ``table_window``, for the tokens of a ``window``-sized window.
 
@@ -55,17 +69,17 @@ def relative_position_index(window: Size3, table_window: Size3) -> Tensor:
     return sum(r * s for r, s in zip(rel, strides))
 
 
-@lru_cache(maxsize=64)
+@_cached
 def _cached_index(window: Size3, table_window: Size3, device: torch.device) -> Tensor:
     return relative_position_index(window, table_window).to(device)
 
 
-@lru_cache(maxsize=64)
+@_cached
 def _cached_shift_mask(padded: Size3, window: Size3, shift: Size3, device: torch.device) -> Tensor:
     return shift_mask(padded, window, shift).to(device)
 
 
-@lru_cache(maxsize=64)
+@_cached
 def shift_mask(padded: Size3, window: Size3, shift: Size3) -> Tensor:
     """``[num_windows, n, n]`` additive mask (0 / -100) separating regions that the cyclic shift joined."""
     region = torch.zeros(padded, dtype=torch.long)

@@ -47,13 +47,24 @@ class VideoTokens:
         return VideoTokens(self.tokens[index], self.frames, self.grid)
 
 
-def average_clips(tokens: Tensor, num_clips: int) -> Tensor:
-    """``[(b n), nv, d] -> [b, nv, d]``: mean over each video's ``n`` clips."""
+def average_clips(tokens: Tensor, num_clips: int, valid: Tensor | None = None) -> Tensor:
+    """``[(b n), nv, d] -> [b, nv, d]``: mean over each video's ``n`` clips.
+
+    Args:
+        tokens: Video tokens, ``n`` consecutive rows per video.
+        num_clips: Clips per video ``n``.
+        valid: Optional ``[(b n)]`` bool (``batch.clip_valid``): padding clips of videos with fewer clips
+            (``num_clips="all"``) are left out of their video's mean.
+    """
     if num_clips == 1:
         return tokens
     if tokens.shape[0] % num_clips:
         raise ValueError(f"{tokens.shape[0]} rows are not a multiple of num_clips={num_clips}")
-    return rearrange(tokens, "(b n) l d -> b n l d", n=num_clips).mean(1)
+    clips = rearrange(tokens, "(b n) l d -> b n l d", n=num_clips)
+    if valid is None:
+        return clips.mean(1)
+    weight = rearrange(valid.to(tokens.dtype), "(b n) -> b n 1 1", n=num_clips)
+    return (clips * weight).sum(1) / weight.sum(1).clamp_min(1.0)
 
 
 def first_of_clips(value: Any, num_clips: int) -> Any:
@@ -144,7 +155,7 @@ class DownstreamModule(VioletModule):
         """Video tokens of a batch, averaged over clips when ``batch.num_clips > 1``."""
         backbone = self.model.backbone
         grid = backbone.grid(batch.video)
-        tokens = average_clips(backbone.encode_video(batch.video), batch.num_clips)
+        tokens = average_clips(backbone.encode_video(batch.video), batch.num_clips, batch.clip_valid)
         return VideoTokens(tokens, batch.video.shape[1], grid)
 
     def task_vector(self) -> Tensor | None:
