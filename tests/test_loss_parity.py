@@ -315,3 +315,30 @@ def test_vidswin_teacher_and_loss(fixture, module, losses, tmp_path):
         pred = module.model.mvm_heads["vidswin"](losses[2].video_patches)
         loss = target.loss(pred, y, ref["mask.patch"])
     assert _close(loss, ref["loss.mvm_3d_feature"])
+
+
+def _dalle_to_flava(name: str) -> str:
+    """``dalle.encoder.blocks.group_1.block_1.res_path.conv_1.w`` -> FLAVA's ``FlavaImageCodebook`` name."""
+    name = name.removeprefix("dalle.encoder.").replace(".res_path.", ".res_path.path.")
+    for g in range(1, 5):
+        name = name.replace(f"blocks.group_{g}.block_", f"blocks.group_{g}.group.block_")
+    return name.removesuffix(".w") + ".weight" if name.endswith(".w") else name.removesuffix(".b") + ".bias"
+
+
+@pytest.mark.slow
+def test_vq_teacher_tokens_and_loss(fixture, module, losses):
+    """Config C's DALL-E encoder, rebuilt by the rule into FLAVA's codebook (the same network), through our
+    VQTarget: every token as recorded (~54 M parameters on 8 frames: slow on CPU)."""
+    from transformers import FlavaImageCodebook, FlavaImageCodebookConfig
+
+    _, ref, maker = fixture
+    sd = {_dalle_to_flava(k): v for k, v in _rebuild(maker, "C", "dalle.encoder.").items()}
+    codebook = FlavaImageCodebook(FlavaImageCodebookConfig())
+    codebook.load_state_dict(sd, strict=True)
+    target = TARGETS["vq"]()
+    target._teacher = freeze(codebook)
+    tokens = target.compute(ref["in.video"])
+    assert torch.equal(tokens, ref["vq.target_tokens"])
+    with torch.no_grad():
+        logits = module.model.mvm_heads["vq"](losses[2].video_patches)
+    assert _close(target.loss(logits, tokens, ref["mask.patch"]), ref["loss.mvm_vq"])

@@ -26,18 +26,10 @@ a registered submodule of the LightningModule, so it is never in the optimizer o
 | clip | CLIP ViT patch tokens ``[b, t, gh*gw, 768]`` | FeatureHead(d, 768) | L1 |
 | vidswin | Video Swin features ``[b, t, gh*gw, 1024]`` | FeatureHead(d, 1024) | L1 |
 
-Loss scale (``loss_scale``, set for all targets by :class:`MVMTargets` / :func:`build_targets`):
-``"published"`` (default) reduces exactly as the public VIOLETv2 code (``Agent_Pretrain.calc_mvm_loss``;
-reference values in ``shared/reference/parity_losses``), ``"mean"`` is a plain mean over the masked elements:
-
-| target | published reduction (L1 unless said) | published / mean |
-|---|---|---|
-| pixel | masked-element mean / 3 (the 3 channels) | 1/3 |
-| hog | mean over masked elements (the release's picture: masked pixels) | 1 |
-| depth | mean over masked pixels / 3 | 1/3 |
-| flow | masked-element mean / 2 (the 2 flow components) | 1/2 |
-| vq | cross-entropy mean over masked cells | 1 |
-| sif, clip, vidswin | L1 summed over the C channels of each masked patch / (patches + 1e-5) / 3 | C/3 (341.33 for 1024) |
+Loss scale (``loss_scale``, set on every target by :class:`MVMTargets`): ``"published"`` (default) reduces as
+the public VIOLETv2 ``calc_mvm_loss`` does (reference: ``shared/reference/parity_losses``): published / mean =
+pixel 1/3, hog 1, depth 1/3, flow 1/2, vq 1 (CE), sif / clip / vidswin C/3 (the L1 summed over the C channels
+of a patch, / 3: 341.33 for C = 1024); ``"mean"`` is a plain mean over the masked elements.
 
 How the training step gets the targets (the pre-training module's side)::
 
