@@ -167,9 +167,9 @@ def test_bad_checkpoints_fail_loudly(tiny_model):
     extra = {**good, "enc_img.surprise.weight": torch.zeros(3)}
     with pytest.raises(ConversionError, match=r"unexpected source keys.*enc_img.surprise.weight"):
         from_release(extra, config=tiny_model.cfg)
-    wrong = {**good, "fc.3.weight": torch.zeros(2, 128)}
+    wrong = {**good, "fc.3.weight": torch.zeros(1, 100)}
     with pytest.raises(
-        ConversionError, match=r"shape mismatches: fc.3.weight \(2, 128\) -> vtm_head.fc2.weight"
+        ConversionError, match=r"shape mismatches: fc.3.weight \(1, 100\) -> vtm_head.fc2.weight"
     ):
         from_release(wrong, config=tiny_model.cfg)
     with pytest.raises(ConversionError, match="matches no preset"):

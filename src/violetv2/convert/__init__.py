@@ -130,8 +130,8 @@ def load_into(model: VioletModel, source: StateDictLike) -> None:
     fresh initialisation and heads the model lacks are skipped (both logged)."""
     sd, name = read_state_dict(source)
     kind = detect_source(sd)
-    if kind == "release":
-        sd = convert_release(sd, source_name=name)[0].state_dict()
+    if kind == "release":  # converted with the target's architecture: a mismatch fails on shapes, loudly
+        sd = convert_release(sd, source_name=name, config=model.cfg)[0].state_dict()
     elif kind == "violetv2":
         sd = {k.removeprefix("model."): v for k, v in sd.items()}
     else:
@@ -170,6 +170,8 @@ def save_checkpoint(model: VioletModel, path: str | os.PathLike, **hparams: Any)
         "vtm_head": model.vtm_head is not None,
         "mlm_head": model.mlm_head is not None,
         "mvm_heads": list(model.mvm_heads.keys()),
+        "task_embedding": model.task_embedding is not None,
+        "num_answers": None if model.answer_head is None else model.answer_head.fc2.out_features,
         **hparams,
     }
     checkpoint = {

@@ -1,9 +1,10 @@
 """Checkpoints of the public VIOLETv2 release (tsujuifu/pytorch_empirical-mvm) and of VIOLET v1
 (tsujuifu/pytorch_violet): plain ``torch.save(state_dict)`` files, DDP prefix stripped.
 
-The same key table serves both; what differs is detected from the keys: which heads exist (``fc`` = VTM,
-``fc_mtm`` = MLM, ``fc_mvm`` / ``decoder_*`` = MVM target) and the Video Swin size (Swin-B in v2, Swin-S
-without the ``enc_img.fc`` projection in v1). Frozen MVM teachers (``feature_model.*``, ``dpt.*``,
+The same key table serves both; what differs is detected from the keys: which heads exist (``fc`` = VTM, or
+the open-ended QA answer classifier when ``fc.3`` has more than one output; ``fc_mtm`` = MLM; ``fc_mvm`` /
+``decoder_*`` = MVM target; ``emb_task`` = the task-token table of the MLM-head downstream models) and the
+Video Swin size (Swin-B in v2, Swin-S without the ``enc_img.fc`` projection in v1). Frozen MVM teachers (``feature_model.*``, ``dpt.*``,
 ``raft.*``, ``dalle.*``) are dropped: they are never part of our checkpoints.
 """
 
@@ -60,13 +61,13 @@ RELEASE_TABLE: KeyTable = [
     ("enc_img.fc.{*}", "backbone.video.fc.{*}"),
     ("enc_img.norm.{*}", "backbone.video.norm.{*}"),
     # heads
-    ("fc.1.{*}", "vtm_head.fc1.{*}"),
-    ("fc.3.{*}", "vtm_head.fc2.{*}"),
+    ("fc.1.{*}", "{fc}.fc1.{*}"),  # vtm_head, or answer_head for the QA classifier
+    ("fc.3.{*}", "{fc}.fc2.{*}"),
     ("fc_mtm.predictions.bias", None),  # the same tied Parameter as decoder.bias (checked equal)
     ("fc_mtm.predictions.transform.dense.{*}", "mlm_head.dense.{*}"),
     ("fc_mtm.predictions.transform.LayerNorm.{*}", "mlm_head.norm.{*}"),
     ("fc_mtm.predictions.decoder.{*}", "mlm_head.decoder.{*}"),
-    ("emb_task", None),  # task-prompt rows of downstream models (release option `enable_task_token`)
+    ("emb_task", "task_embedding"),  # task-token rows of the MLM-head downstream models
     ("decoder_pixel.0.{*}", "mvm_heads.pixel.conv.{*}"),
     ("decoder_hog.0.{*}", "mvm_heads.hog_release.conv.{*}"),
     ("decoder_depth.0.{*}", "mvm_heads.depth.conv.{*}"),
@@ -81,13 +82,23 @@ RELEASE_TABLE: KeyTable = [
 
 @dataclass
 class ReleaseLayout:
-    """What a release checkpoint contains (``preset`` is empty when no preset has its Video Swin width)."""
+    """What a release checkpoint contains (``preset`` is empty when no preset has its Video Swin width).
+
+    ``num_answers`` is set (and ``vtm`` False) for the open-ended QA classifier, whose ``fc`` ends in
+    ``size_vocab`` outputs instead of one matching logit.
+    """
 
     preset: str
     vtm: bool
     mlm: bool
     mvm: tuple[str, ...]
     has_task_embedding: bool
+    num_answers: int | None = None
+
+    @property
+    def fc_target(self) -> str:
+        """Our module behind the release's ``fc``."""
+        return "answer_head" if self.num_answers is not None else "vtm_head"
 
 
 def _fc_mvm_kind(sd: Mapping[str, Tensor]) -> str | None:
@@ -115,12 +126,14 @@ def detect_layout(sd: Mapping[str, Tensor]) -> ReleaseLayout:
         mvm.append("hog_release")
     if kind := _fc_mvm_kind(sd):
         mvm.append(kind)
+    fc_out = sd["fc.3.weight"].shape[0] if "fc.3.weight" in sd else None
     return ReleaseLayout(
         preset=presets.get(embed, ""),
-        vtm="fc.1.weight" in sd,
+        vtm=fc_out == 1,
         mlm="fc_mtm.predictions.decoder.weight" in sd,
         mvm=tuple(mvm),
         has_task_embedding="emb_task" in sd,
+        num_answers=fc_out if fc_out is not None and fc_out > 1 else None,
     )
 
 
@@ -141,10 +154,16 @@ def release_conversion(
     cfg = config or VioletConfig.from_name(layout.preset)
     _check_tied_bias(sd, source_name)
     with torch.device("meta"):
-        model = VioletModel(cfg, vtm=layout.vtm, mlm=layout.mlm, mvm=layout.mvm)
+        model = VioletModel(
+            cfg,
+            vtm=layout.vtm,
+            mlm=layout.mlm,
+            mvm=layout.mvm,
+            task_embedding=layout.has_task_embedding,
+            num_answers=layout.num_answers,
+        )
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    fc_mvm = _fc_mvm_kind(sd) or "sif"
-    table = [(s, t.replace("{mvm}", fc_mvm) if t else t) for s, t in RELEASE_TABLE]
+    table = _table(_fc_mvm_kind(sd) or "sif", layout.fc_target)
     return convert_state_dict(sd, table, shapes, source_name=source_name), layout, model
 
 
@@ -153,8 +172,6 @@ def convert_release(
 ) -> tuple[VioletModel, ReleaseLayout]:
     """Build the matching :class:`VioletModel` and load a release / v1 state dict into it (strictly)."""
     conversion, layout, model = release_conversion(sd, source_name=source_name, config=config)
-    if layout.has_task_embedding:
-        log.warning("%s: dropping 'emb_task' (task-prompt embeddings are not used by violetv2)", source_name)
     model = model.to_empty(device="cpu")
     model.load_state_dict(conversion.state_dict, strict=True)
     return model.eval(), layout
@@ -164,7 +181,10 @@ def export_release(model: VioletModel) -> dict[str, Tensor]:
     """The inverse mapping: ``model``'s weights under the release's key names (buffers recomputed, the tied
     MLM bias written under both names), e.g. to run the original code on weights trained here."""
     fc_mvm = next((k for k in model.mvm_heads if k in ("sif", "vidswin", "vq_patch", "vq")), "sif")
-    table = [(s, t.replace("{mvm}", fc_mvm)) for s, t in RELEASE_TABLE if t is not None]
+    if model.vtm_head is not None and model.answer_head is not None:
+        raise ConversionError("the release has one `fc`: a model with both a VTM head and an answer head")
+    fc = "answer_head" if model.answer_head is not None else "vtm_head"
+    table = [(s, t) for s, t in _table(fc_mvm, fc) if t is not None]
     out = export_state_dict(model.state_dict(), table)
     if "mlm_head.decoder.bias" in model.state_dict():
         out["fc_mtm.predictions.bias"] = out["fc_mtm.predictions.decoder.bias"]
@@ -174,6 +194,11 @@ def export_release(model: VioletModel) -> dict[str, Tensor]:
             index = relative_position_index(module.window, module.window)
             out[f"enc_img.swin.{name}.relative_position_index"] = index.clone()
     return out
+
+
+def _table(fc_mvm: str, fc: str) -> KeyTable:
+    """:data:`RELEASE_TABLE` with the MVM feature head and the module behind ``fc`` filled in."""
+    return [(s, t.replace("{mvm}", fc_mvm).replace("{fc}", fc) if t else t) for s, t in RELEASE_TABLE]
 
 
 def _check_tied_bias(sd: Mapping[str, Tensor], source_name: str) -> None:

@@ -2,11 +2,13 @@
 
 from .encoders import TextEmbeddings, VideoEncoder
 from .fusion import FusionTransformer, bidirectional_mask, seq2seq_mask
-from .heads import FeatureHead, MLMHead, PixelShuffleHead, VQHead, VTMHead
+from .heads import ClassifierHead, FeatureHead, MLMHead, PixelShuffleHead, VQHead, VTMHead
 from .video_swin import VideoSwin
-from .violet import FusedSequence, VioletBackbone, VioletModel
+from .violet import TASK_ROWS, FusedSequence, VioletBackbone, VioletModel
 
 __all__ = [
+    "ClassifierHead",
+    "TASK_ROWS",
     "FeatureHead",
     "FusedSequence",
     "FusionTransformer",

@@ -1,6 +1,7 @@
 """Prediction heads on top of the cross-modal transformer.
 
 - :class:`VTMHead`: video-text matching score from the pooled text ``[CLS]`` (also retrieval / MC scoring).
+- :class:`ClassifierHead`: the same MLP with ``num_classes`` outputs (open-ended QA over an answer vocabulary).
 - :class:`MLMHead`: BERT masked-language-model head over the vocabulary (not tied to the embeddings).
 - :class:`FeatureHead`: MLP regressing per-patch features (SIF / VidSwin / CLIP MVM targets).
 - :class:`PixelShuffleHead`: 1x1 conv + PixelShuffle from the token grid back to a dense map (pixel, HOG,
@@ -15,20 +16,35 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-__all__ = ["VTMHead", "MLMHead", "FeatureHead", "PixelShuffleHead", "VQHead"]
+__all__ = ["ClassifierHead", "VTMHead", "MLMHead", "FeatureHead", "PixelShuffleHead", "VQHead"]
 
 
-class VTMHead(nn.Module):
+class ClassifierHead(nn.Module):
+    """Dropout -> Linear(d, 2d) -> ReLU -> Linear(2d, num_classes) on a pooled ``[b, d]`` vector.
+
+    The release's open-ended QA classifier (``VIOLET_QAOE``: its ``fc`` with ``size_vocab`` outputs).
+    """
+
+    def __init__(self, hidden_size: int, num_classes: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        self.dropout = nn.Dropout(dropout)
+        self.fc1 = nn.Linear(hidden_size, 2 * hidden_size)
+        self.fc2 = nn.Linear(2 * hidden_size, num_classes)
+
+    def forward(self, pooled: Tensor) -> Tensor:  # [b, d] -> [b, num_classes]
+        return self.fc2(F.relu(self.fc1(self.dropout(pooled))))
+
+
+class VTMHead(ClassifierHead):
     """Dropout -> Linear(d, 2d) -> ReLU -> Linear(2d, 1): one logit per pooled ``[b, d]`` vector."""
 
     def __init__(self, hidden_size: int, dropout: float = 0.1) -> None:
-        super().__init__()
-        self.dropout = nn.Dropout(dropout)
-        self.fc1 = nn.Linear(hidden_size, 2 * hidden_size)
-        self.fc2 = nn.Linear(2 * hidden_size, 1)
+        super().__init__(hidden_size, 1, dropout)
 
     def forward(self, pooled: Tensor) -> Tensor:  # [b, d] -> [b]
-        return self.fc2(F.relu(self.fc1(self.dropout(pooled)))).squeeze(-1)
+        return super().forward(pooled).squeeze(-1)
 
 
 class MLMHead(nn.Module):

@@ -38,6 +38,8 @@ class VioletModule(L.LightningModule):
         vtm_head: Build the video-text matching head.
         mlm_head: Build the masked-language-model head.
         mvm_heads: MVM heads to build by target name (e.g. ``["sif"]``).
+        task_embedding: Build the ``[10, d]`` task-token table (the release's ``emb_task``).
+        num_answers: Build an answer classifier with this many classes (open-ended QA).
         lr: Peak learning rate (published: 5e-5 pre-training, 2e-5 fine-tuning).
         weight_decay: AdamW weight decay (published 1e-3), not applied to biases and LayerNorm weights.
         betas: AdamW betas (published (0.9, 0.98)).
@@ -56,6 +58,8 @@ class VioletModule(L.LightningModule):
         vtm_head: bool = True,
         mlm_head: bool = True,
         mvm_heads: list[str] | None = None,
+        task_embedding: bool = False,
+        num_answers: int | None = None,
         lr: float = 5e-5,
         weight_decay: float = 1e-3,
         betas: tuple[float, float] = (0.9, 0.98),
@@ -76,7 +80,14 @@ class VioletModule(L.LightningModule):
     def build_model(self) -> VioletModel:
         """The model this task trains (subclasses add heads here, before initial weights are loaded)."""
         hp = self.hparams
-        return VioletModel(self.cfg, vtm=hp.vtm_head, mlm=hp.mlm_head, mvm=tuple(hp.mvm_heads or ()))
+        return VioletModel(
+            self.cfg,
+            vtm=hp.vtm_head,
+            mlm=hp.mlm_head,
+            mvm=tuple(hp.mvm_heads or ()),
+            task_embedding=hp.get("task_embedding", False),
+            num_answers=hp.get("num_answers"),
+        )
 
     # ------------------------------------------------------------------ weights
     def _load_initial_weights(self, init: str | None, video_swin: str | None, bert: str | None) -> None:
