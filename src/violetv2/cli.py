@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import importlib
 import sys
+from pathlib import Path
 
 from lightning.pytorch import LightningDataModule
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from .callbacks import predictions
 from .tasks.base import VioletModule
 
 __all__ = ["VioletCLI", "main"]
@@ -43,6 +45,60 @@ class VioletCLI(LightningCLI):
             run=run,
             auto_configure_optimizers=False,
         )
+
+    # ------------------------------------------------------------------ data <-> model
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        """Links keeping data and model consistent, and ``init_checkpoint_if_exists``.
+
+        Linked at instantiation (computed from the DataModule object, so DataModules without the attribute
+        -- pre-training -- give ``None``, the model's default): the data's tokenizer -> ``model.tokenizer``,
+        the classifier answer vocabulary -> ``model.num_answers`` / ``model.answer_vocab``. Vocabulary size,
+        frames, frame size and text length are checked against the model config before the first step
+        (:class:`~violetv2.callbacks.predictions.DataModelCheck`).
+        """
+        parser.add_argument(
+            "--init_checkpoint_if_exists",
+            type=str | None,
+            default=None,
+            help="Start from this checkpoint when the file exists, from scratch otherwise (quickstart "
+            "configs); an explicit --model.init_args.init_checkpoint wins and must exist.",
+        )
+        links = {
+            "tokenizer": predictions.data_tokenizer,
+            "num_answers": predictions.data_num_answers,
+            "answer_vocab": predictions.data_answer_vocab,
+        }
+        for target, compute in links.items():
+            parser.link_arguments("data", f"model.init_args.{target}", compute, apply_on="instantiate")
+
+    def before_instantiate_classes(self) -> None:
+        cfg = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
+        optional = cfg.get("init_checkpoint_if_exists")
+        model_args = cfg["model"].get("init_args")
+        if optional and model_args is not None and model_args.get("init_checkpoint") is None:
+            if Path(optional).is_file():
+                model_args["init_checkpoint"] = optional
+            else:
+                print(f"violet: {optional} does not exist: the model starts from scratch", file=sys.stderr)
+
+    def _add_checks(self, predict: bool = False) -> None:
+        callbacks = self.trainer.callbacks
+        if not any(isinstance(c, predictions.DataModelCheck) for c in callbacks):
+            callbacks.append(predictions.DataModelCheck())
+        if predict and not any(isinstance(c, predictions.JsonlPredictionWriter) for c in callbacks):
+            callbacks.append(predictions.JsonlPredictionWriter())
+
+    def before_fit(self) -> None:
+        self._add_checks()
+
+    def before_validate(self) -> None:
+        self._add_checks()
+
+    def before_test(self) -> None:
+        self._add_checks()
+
+    def before_predict(self) -> None:
+        self._add_checks(predict=True)
 
 
 def _tool_help() -> str:
