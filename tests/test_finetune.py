@@ -68,12 +68,13 @@ def chance_captioning(synth: Path) -> float:
     constant = Counter(train).most_common(1)[0][0]
     test = READERS["umt_ret_json"](paths.ret_test, unfold=False)
     refs = [list(r.captions or [r.text]) for r in test]
-    return float(caption_scores([constant] * len(refs), refs)["CIDEr-D"])
+    return 100.0 * float(caption_scores([constant] * len(refs), refs)["CIDEr-D"])  # the modules log x100
 
 
+@pytest.mark.slow
 def test_open_qa_beats_the_majority_answer(synth, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    metrics = run("open_qa", synth, steps=60, extra=SMALL)
+    metrics = run("open_qa", synth, steps=150, extra=SMALL)
     chance = chance_open_qa(synth)
     print(json.dumps({"open_qa": {"acc": metrics["test/acc"], "chance": chance}}))
     assert metrics["test/acc"] > chance + 10.0
@@ -148,3 +149,34 @@ def test_missing_quickstart_checkpoint_falls_back_but_an_explicit_one_must_exist
     with pytest.raises(Exception, match="missing.ckpt"):
         VioletCLI(args=[*quick_args("open_qa", synth), "--model.init_args.init_checkpoint", "missing.ckpt"],
                   run=False)  # fmt: skip
+
+
+TEST_CLIPS = max(4, TRAIN_CLIPS // 8)
+
+
+@pytest.mark.slow
+def test_retrieval_beats_chance(synth, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    metrics = run("retrieval", synth, steps=80, extra=SMALL)
+    chance = 100.0 * 5 / TEST_CLIPS  # R@5 of a random ranking of N test clips
+    print(json.dumps({"retrieval": {"t2v_R@5": metrics["test/t2v_R@5"], "chance": chance}}))
+    assert metrics["test/t2v_R@5"] > 2 * chance
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["multiple_choice", "prompt_choice"])
+def test_multiple_choice_beats_chance(synth, tmp_path, monkeypatch, family):
+    monkeypatch.chdir(tmp_path)
+    metrics = run(family, synth, steps=80, extra=SMALL)
+    chance = 100.0 / 5
+    print(json.dumps({family: {"acc": metrics["test/acc"], "chance": chance}}))
+    assert metrics["test/acc"] > chance + 20.0
+
+
+@pytest.mark.slow
+def test_captioning_beats_a_constant_caption(synth, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    metrics = run("captioning", synth, steps=80, extra=SMALL)
+    chance = chance_captioning(synth)
+    print(json.dumps({"captioning": {"CIDEr-D": metrics["test/CIDEr-D"], "constant": chance}}))
+    assert metrics["test/CIDEr-D"] > 1.5 * chance + 5.0
