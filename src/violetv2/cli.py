@@ -52,7 +52,7 @@ class VioletCLI(LightningCLI):
 
         Linked at instantiation (computed from the DataModule object, so DataModules without the attribute
         -- pre-training -- give ``None``, the model's default): the data's tokenizer -> ``model.tokenizer``,
-        the classifier answer vocabulary -> ``model.num_answers`` / ``model.answer_vocab``. Vocabulary size,
+        the classifier answer-vocabulary size -> ``model.num_answers``. Vocabulary size,
         frames, frame size and text length are checked against the model config before the first step
         (:class:`~violetv2.callbacks.predictions.DataModelCheck`).
         """
@@ -66,8 +66,7 @@ class VioletCLI(LightningCLI):
         links = {
             "tokenizer": predictions.data_tokenizer,
             "num_answers": predictions.data_num_answers,
-            "answer_vocab": predictions.data_answer_vocab,
-        }
+        }  # targets every VioletModule task accepts (a link to a missing argument breaks --ckpt_path)
         for target, compute in links.items():
             parser.link_arguments("data", f"model.init_args.{target}", compute, apply_on="instantiate")
 
