@@ -11,6 +11,7 @@ The video tokens are computed once and shared by every model: the trunk weights 
 identical key by key (the fixture's rule is per key name), which the test checks.
 """
 
+import contextlib
 import importlib.util
 import os
 import subprocess
@@ -33,6 +34,18 @@ from violetv2.tasks.losses import IGNORE_INDEX, bidirectional_contrastive_loss, 
 from violetv2.tasks.qa import answer_loss
 
 FIXTURE = "VIOLET_PARITY_DOWNSTREAM"  # environment variable: another fixture folder of the same layout
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Run on one intra-op thread: the decode loop is many small ops, each of which waits for the thread pool
+    when the cores are shared (measured 10x slower on 2 busy cores); numerics differ by <= 1.2e-6 (README 5)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _import(path, name):
@@ -233,7 +246,7 @@ def outputs(ref, models):
     for name, p in vtm.backbone.state_dict().items():  # shared trunk: one video-token computation
         assert torch.equal(p, mlm.backbone.state_dict()[name]), name
     out = {}
-    with torch.no_grad():
+    with torch.no_grad(), one_thread():
         ret = _module(RetrievalModule, vtm)
         video = ret.encode(VideoTextBatch(ref["in.video"], ref["in.ret_txt_ids"], ref["in.ret_txt_mask"]))
         out["a.video_feat"] = video.tokens

@@ -142,7 +142,7 @@ def test_prefix_cached_decoder_equals_full_seq2seq(module, task_token):
             mode="seq2seq",
             task_embedding=task,
         )
-        prefix = module.model.backbone._prefix(video.tokens, task)
+        prefix = module.model.backbone.prefix_tokens(video.tokens, task)
         text = fuse_text(
             module.model.backbone.fusion,
             prefix_cache(module.model.backbone.fusion, prefix),

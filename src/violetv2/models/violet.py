@@ -137,7 +137,7 @@ class VioletBackbone(nn.Module):
             task_embedding: ``[d]`` or ``[b, d]`` task token inserted after the video tokens (always attended:
                 in ``seq2seq`` mode it is visible to every row, like the video).
         """
-        prefix = self._prefix(video_tokens, task_embedding)
+        prefix = self.prefix_tokens(video_tokens, task_embedding)
         x = torch.cat([prefix, self.text(text_ids)], dim=1)
         prefix_mask = torch.ones(prefix.shape[:2], dtype=torch.long, device=x.device)
         if mode == "bidirectional":
@@ -153,7 +153,7 @@ class VioletBackbone(nn.Module):
         return FusedSequence(self.fusion(x, mask), frames, grid, prefix=extra)
 
     @staticmethod
-    def _prefix(video_tokens: Tensor, task_embedding: Tensor | None) -> Tensor:
+    def prefix_tokens(video_tokens: Tensor, task_embedding: Tensor | None) -> Tensor:
         """Video tokens, followed by the task token when one is given."""
         if task_embedding is None:
             return video_tokens

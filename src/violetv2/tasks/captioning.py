@@ -87,7 +87,7 @@ def _stepper(
 ) -> _Stepper:
     if model.mlm_head is None:
         raise ValueError("caption decoding needs a model with an MLM head")
-    prefix = model.backbone._prefix(video.tokens, task)
+    prefix = model.backbone.prefix_tokens(video.tokens, task)
     cache = prefix_cache(model.backbone.fusion, prefix)
     if repeat > 1:
         cache = [(k.repeat_interleave(repeat, 0), v.repeat_interleave(repeat, 0)) for k, v in cache]

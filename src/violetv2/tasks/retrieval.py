@@ -146,7 +146,7 @@ class RetrievalModule(DownstreamModule):
         device = next(self.model.parameters()).device
         ids = torch.stack([texts[k][0] for k in order]).to(device)
         mask = torch.stack([texts[k][1] for k in order]).to(device)
-        names = list(self._videos)
+        names = self._own_videos()
         columns = torch.empty(len(order), 0, device=device)
         if names:
             frames, grid = self._video_meta
@@ -164,6 +164,16 @@ class RetrievalModule(DownstreamModule):
             raise ValueError(f"texts refer to videos never seen in this split: {missing[:5]}")
         positive = torch.tensor([column[texts[k][2]] for k in order])
         return scores, video_ids, positive
+
+    def _own_videos(self) -> list[str]:
+        """The cached videos this rank scores: each video by the lowest rank that cached it."""
+        owner: dict[str, int] = {}
+        for r, part in enumerate(gather_objects(list(self._videos))):
+            for name in part:
+                owner.setdefault(name, r)
+        dist = torch.distributed
+        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        return [name for name in self._videos if owner[name] == rank]
 
     def _evaluate(self, stage: str) -> None:
         if sum(gather_objects(len(self._texts))) == 0:
