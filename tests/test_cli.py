@@ -76,3 +76,63 @@ def test_tool_help(tool, capsys):
         main([tool, "--help"])
     assert exit_.value.code == 0
     assert f"violet {tool}" in capsys.readouterr().out
+
+
+DOWNSTREAM = ROOT / "configs" / "downstream"
+BENCHMARK_NAMES = ["msrvtt_ret", "didemo_ret", "lsmdc_ret", "msrvtt_mc", "lsmdc_mc", "tgif_action",
+                   "tgif_transition", "tgif_frame", "msrvtt_qa", "msvd_qa", "lsmdc_fib", "msrvtt_cap",
+                   "msvd_cap"]  # fmt: skip
+QUICKSTART_FAMILIES = ["retrieval", "multiple_choice", "prompt_choice", "open_qa", "captioning"]
+
+
+def test_one_downstream_config_per_benchmark_and_one_quickstart_per_family():
+    assert sorted(p.stem for p in DOWNSTREAM.glob("*.yaml")) == sorted(BENCHMARK_NAMES)
+    assert sorted(p.stem for p in (ROOT / "configs" / "quickstart").glob("*.yaml")) == sorted(
+        QUICKSTART_FAMILIES
+    )
+
+
+def _printed(capsys, *args: str) -> dict:
+    with pytest.raises(SystemExit):
+        main([*args, "--print_config"])
+    return yaml.safe_load(capsys.readouterr().out)
+
+
+# (benchmark, epochs, batch per GPU, text length, task class) as the release's _args files give them
+PUBLISHED = [
+    ("msrvtt_ret", 20, 8, 25, "RetrievalModule"),
+    ("didemo_ret", 20, 8, 100, "RetrievalModule"),
+    ("tgif_action", 60, 8, 100, "PromptChoiceModule"),
+    ("tgif_transition", 10, 8, 100, "PromptChoiceModule"),
+    ("msrvtt_qa", 20, 10, 25, "OpenQAModule"),
+    ("lsmdc_fib", 10, 10, 25, "OpenQAModule"),
+    ("msvd_cap", 20, 8, 25, "CaptioningModule"),
+]
+
+
+@pytest.mark.parametrize("name,epochs,batch,length,task", PUBLISHED, ids=[p[0] for p in PUBLISHED])
+def test_downstream_configs_show_published_hyperparameters(capsys, name, epochs, batch, length, task):
+    cfg = _printed(capsys, "fit", "--config", str(DOWNSTREAM / f"{name}.yaml"))
+    model, data, trainer = cfg["model"]["init_args"], cfg["data"]["init_args"], cfg["trainer"]
+    assert cfg["model"]["class_path"] == f"violetv2.tasks.{task}"
+    assert model["preset"] == "violetv2-base" and model["lr"] == 2e-5 and model["weight_decay"] == 1e-3
+    assert model["betas"] == [0.9, 0.98] and model["warmup_ratio"] == 0.1
+    assert model["config"] == {"num_frames": 5, "gradient_checkpointing": True}
+    assert model["init_checkpoint"] is None and data["benchmark"] == name
+    assert data["num_frames"] == 5 and data["image_size"] == 224 and data["max_text_len"] == length
+    assert data["batch_size"] == batch and data["tokenizer"] == "bert-base-uncased"
+    assert trainer["devices"] == 4 and trainer["max_epochs"] == epochs and trainer["gradient_clip_val"] == 1.0
+    assert trainer["precision"] == "bf16-mixed"
+    assert data["num_clips"] == ("all" if task == "RetrievalModule" else 1)
+    paths = [
+        s[k] for split in ("train", "val", "test") for s in data[split] for k in ("annotations", "video_root")
+    ]
+    assert paths and all(p.startswith("SET_ME/") for p in paths)
+    if name == "msrvtt_ret":
+        assert model["temperature"] == 0.05
+
+
+def test_init_checkpoint_is_set_on_the_command_line(capsys):
+    config = str(DOWNSTREAM / "msrvtt_ret.yaml")
+    cfg = _printed(capsys, "test", "--config", config, "--model.init_checkpoint", "release_msrvtt.pth")
+    assert cfg["model"]["init_args"]["init_checkpoint"] == "release_msrvtt.pth"

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import importlib
 import sys
+from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import Callback, LightningDataModule, Trainer
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import CheckpointIO
 
+from .callbacks import predictions
 from .tasks.base import VioletModule
 
 __all__ = ["VioletCLI", "main"]
@@ -50,24 +52,61 @@ class VioletCLI(LightningCLI):
         )
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> Trainer:
-        """Add the cluster defaults the config does not set itself: :class:`PreemptionCheckpoint` and
-        :class:`NonFiniteGuard` callbacks (configure them by listing them under ``trainer.callbacks``), and
-        :class:`AtomicCheckpointIO` as checkpoint plugin when ``trainer.plugins`` names none."""
+        """Add the defaults the config does not set itself: the :class:`PreemptionCheckpoint`,
+        :class:`NonFiniteGuard` and :class:`~violetv2.callbacks.predictions.DataModelCheck` callbacks (plus the
+        :class:`~violetv2.callbacks.predictions.JsonlPredictionWriter` for ``violet predict``; configure any of
+        them by listing it under ``trainer.callbacks``), and :class:`AtomicCheckpointIO` as checkpoint plugin
+        when ``trainer.plugins`` names none."""
         from .callbacks.preemption import PreemptionCheckpoint
         from .callbacks.safety import AtomicCheckpointIO, NonFiniteGuard
 
         given = config.get("callbacks") or []
         given = list(given) if isinstance(given, list) else [given]
         present = {type(c) for c in [*given, *callbacks]}
-        config["callbacks"] = given + [
-            cls() for cls in (PreemptionCheckpoint, NonFiniteGuard) if cls not in present
-        ]
+        defaults = [PreemptionCheckpoint, NonFiniteGuard, predictions.DataModelCheck]
+        if self.subcommand == "predict":
+            defaults.append(predictions.JsonlPredictionWriter)
+        config["callbacks"] = given + [cls() for cls in defaults if cls not in present]
         plugins = config.get("plugins") or []
         plugins = list(plugins) if isinstance(plugins, list) else [plugins]
         if not any(isinstance(p, CheckpointIO) for p in plugins):
             plugins.append(AtomicCheckpointIO())
         config["plugins"] = plugins
         return super()._instantiate_trainer(config, callbacks)
+
+    # ------------------------------------------------------------------ data <-> model
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        """Links keeping data and model consistent, and ``init_checkpoint_if_exists``.
+
+        Linked at instantiation (computed from the DataModule object, so DataModules without the attribute
+        -- pre-training -- give ``None``, the model's default): the data's tokenizer -> ``model.tokenizer``,
+        the classifier answer-vocabulary size -> ``model.num_answers``. Vocabulary size,
+        frames, frame size and text length are checked against the model config before the first step
+        (:class:`~violetv2.callbacks.predictions.DataModelCheck`).
+        """
+        parser.add_argument(
+            "--init_checkpoint_if_exists",
+            type=str | None,
+            default=None,
+            help="Start from this checkpoint when the file exists, from scratch otherwise (quickstart "
+            "configs); an explicit --model.init_args.init_checkpoint wins and must exist.",
+        )
+        links = {
+            "tokenizer": predictions.data_tokenizer,
+            "num_answers": predictions.data_num_answers,
+        }  # targets every VioletModule task accepts (a link to a missing argument breaks --ckpt_path)
+        for target, compute in links.items():
+            parser.link_arguments("data", f"model.init_args.{target}", compute, apply_on="instantiate")
+
+    def before_instantiate_classes(self) -> None:
+        cfg = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
+        optional = cfg.get("init_checkpoint_if_exists")
+        model_args = cfg["model"].get("init_args")
+        if optional and model_args is not None and model_args.get("init_checkpoint") is None:
+            if Path(optional).is_file():
+                model_args["init_checkpoint"] = optional
+            else:
+                print(f"violet: {optional} does not exist: the model starts from scratch", file=sys.stderr)
 
 
 def _tool_help() -> str:
