@@ -9,6 +9,7 @@ from _videos import make_tokenizer
 from violetv2 import VioletModule
 from violetv2.callbacks.teachers import MVMTeacherCallback
 from violetv2.data.batch import VideoTextBatch
+from violetv2.mvm.masking import apply_mask
 from violetv2.tasks.pretrain import PretrainModule, SpecialTokens
 
 
@@ -88,16 +89,73 @@ def test_learned_mask_token_is_trained(tokenizer_dir):
     assert module.mask_token.grad is not None and module.mask_token.grad.abs().sum() > 0
 
 
-def test_vtm_uses_published_negatives(tokenizer_dir):
+def _count_calls(module):
+    """Record the batch size of every Video Swin and fusion call."""
+    calls = {"swin": [], "fusion": []}
+    bb = module.model.backbone
+    bb.video.swin.register_forward_hook(lambda m, args, out: calls["swin"].append(args[0].shape[0]))
+    bb.fusion.register_forward_hook(lambda m, args, out: calls["fusion"].append(args[0].shape[0]))
+    return calls
+
+
+def test_one_video_pass_with_published_negatives(tokenizer_dir):
     module = _module(tokenizer_dir)
-    batch = _batch(b=6)
-    grid = module.model.backbone.grid(batch.video)
-    tokens = module.model.backbone.encode_video(batch.video)
-    calls = []
-    original = module.model.backbone.fuse
-    module.model.backbone.fuse = lambda v, *a, **k: calls.append(v.shape[0]) or original(v, *a, **k)
-    module.vtm(batch, tokens, grid)
-    assert calls == [6 * 4]  # min(B, 4) pairs per video, all in one fusion batch
+    calls = _count_calls(module)
+    out = module.pretrain_losses(_batch(b=6))
+    # one Video Swin pass over the masked clip; one fusion call over min(B, 4) pairs per video
+    assert calls == {"swin": [6], "fusion": [6 * 4]}
+    assert "vtm_loss" in out and "mlm_loss" in out
+
+
+def test_vtm_on_unmasked_batches_both_clips(tokenizer_dir):
+    module = _module(tokenizer_dir, vtm_on="unmasked")
+    calls = _count_calls(module)
+    module.pretrain_losses(_batch(b=6))
+    assert calls == {"swin": [12], "fusion": [6 + 6 * 4]}
+    with pytest.raises(ValueError, match="vtm_on"):
+        _module(tokenizer_dir, vtm_on="both")
+
+
+@pytest.mark.parametrize("vtm_on", ["masked", "unmasked"])
+def test_joint_forward_matches_separate_passes(tokenizer_dir, vtm_on):
+    """The shared passes give exactly what separate forwards of each pair give (eval mode: no dropout)."""
+    module = _module(tokenizer_dir, vtm_on=vtm_on).eval()
+    batch = _batch(b=3)
+    mask = torch.zeros(3, 2, 2, 2, dtype=torch.bool)
+    mask[:, 0, 0, 1] = mask[1, 1, 1, 0] = True
+    masked_ids = batch.text_ids.clone()
+    masked_ids[:, 2] = 4
+    pairs = torch.tensor([[0, 2, 1], [1, 0, 2], [2, 1, 0]])
+    masked_video = apply_mask(batch.video, mask, module.cfg.video_stride)
+    with torch.no_grad():
+        fused, logits = module.joint_forward(batch, masked_video, masked_ids, pairs)
+        ref = module.model(masked_video, masked_ids, batch.text_mask)
+        vtm_video = masked_video if vtm_on == "masked" else batch.video
+        vtm_ids = masked_ids if vtm_on == "masked" else batch.text_ids
+        ref_logits = torch.stack(
+            [
+                module.model.vtm_logits(
+                    module.model(vtm_video, vtm_ids[pairs[:, j]], batch.text_mask[pairs[:, j]])
+                )
+                for j in range(3)
+            ],
+            dim=1,
+        )
+    assert torch.allclose(fused.hidden, ref.hidden, atol=1e-5)
+    assert torch.allclose(logits, ref_logits, atol=1e-5)
+
+
+def test_loss_scale_option(tokenizer_dir):
+    published = _module(tokenizer_dir, mvm_targets={"pixel": 1.0}).eval()
+    mean = _module(tokenizer_dir, mvm_targets={"pixel": 1.0}, loss_scale="mean").eval()
+    torch.manual_seed(1)
+    a = published.pretrain_losses(_batch())
+    torch.manual_seed(1)
+    b = mean.pretrain_losses(_batch())
+    assert torch.allclose(a["mvm_pixel"] * 3, b["mvm_pixel"], rtol=1e-5)  # published pixel = mean / 3
+    assert torch.allclose(a["mlm_loss"], b["mlm_loss"]) and torch.allclose(a["vtm_loss"], b["vtm_loss"])
+    with pytest.raises(ValueError, match="loss_scale"):
+        _module(tokenizer_dir, loss_scale="sum")
 
 
 def test_fit_keeps_teacher_out_of_checkpoint_and_restores(tokenizer_dir, tmp_path):

@@ -14,7 +14,19 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["VioletConfig", "PRESETS", "preset_names"]
+__all__ = ["VioletConfig", "PRESETS", "preset_names", "CheckpointMode", "CHECKPOINT_MODES", "checkpoint_mode"]
+
+CheckpointMode = Literal["none", "video", "fusion", "all"]
+CHECKPOINT_MODES: tuple[str, ...] = ("none", "video", "fusion", "all")
+
+
+def checkpoint_mode(value: str | bool) -> str:
+    """Normalise a ``gradient_checkpointing`` value: a mode name, or the old bool (True = ``"all"``)."""
+    if isinstance(value, bool):
+        return "all" if value else "none"
+    if value not in CHECKPOINT_MODES:
+        raise ValueError(f"gradient_checkpointing must be one of {CHECKPOINT_MODES} or a bool, got {value!r}")
+    return value
 
 
 @dataclass
@@ -54,7 +66,10 @@ class VioletConfig:
         mvm_feature_dim: Output width of the feature-regression MVM head (SIF / VidSwin targets).
         video_projection: Project Video Swin features to ``hidden_size`` with a Linear (VIOLETv2). VIOLET v1 has
             none: its Video Swin-S already outputs ``hidden_size`` = 768 channels.
-        gradient_checkpointing: Recompute Video Swin and fusion activations in backward to save memory.
+        gradient_checkpointing: Activation checkpointing (recompute in backward to save memory): ``"none"``,
+            ``"video"`` (every Video Swin block: the published recipe, which checkpoints its video encoder),
+            ``"fusion"`` (every fusion layer) or ``"all"``. The old booleans still work: True = ``"all"``,
+            False = ``"none"``.
     """
 
     name: str = "custom"
@@ -85,7 +100,7 @@ class VioletConfig:
     initializer_range: float = 0.02
     mvm_feature_dim: int = 1024
     video_projection: bool = True
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: CheckpointMode = "none"
     # derived in __post_init__
     swin_out_dim: int = field(init=False)
     video_stride: int = field(init=False)
@@ -97,6 +112,7 @@ class VioletConfig:
         self.swin_heads = tuple(int(h) for h in self.swin_heads)
         self.swin_window = tuple(int(w) for w in self.swin_window)  # type: ignore[assignment]
         self.swin_patch = tuple(int(p) for p in self.swin_patch)  # type: ignore[assignment]
+        self.gradient_checkpointing = checkpoint_mode(self.gradient_checkpointing)  # type: ignore[assignment]
         errors = self._problems()
         if errors:
             raise ValueError(f"invalid VioletConfig {self.name!r}: " + "; ".join(errors))

@@ -80,7 +80,7 @@ class FusionTransformer(nn.Module):
     def __init__(self, cfg: VioletConfig) -> None:
         super().__init__()
         self.layers = nn.ModuleList(FusionLayer(cfg) for _ in range(cfg.num_layers))
-        self.gradient_checkpointing = cfg.gradient_checkpointing
+        self.gradient_checkpointing = cfg.gradient_checkpointing in ("fusion", "all")
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         for layer in self.layers:

@@ -11,6 +11,13 @@ Points where this follows the published VIOLETv2 forward rather than stock Video
   whole axis and there is no shift along it (so no temporal shift for ``T <= 8``).
 - Shifted-window masks use -100 (not -inf); the relative position bias table is indexed for the effective
   (clipped) window with the strides of the full table.
+
+Attention kernel (:func:`window_attention`): the relative position bias ``[h, n, n]`` and the shift mask
+``[nw, n, n]`` are broadcast over the clips of the batch, never repeated per window. Where the bias needs a
+gradient on CPU, PyTorch's SDPA has no fused kernel (it would run its math fallback), so an explicit
+``softmax(q k^T * scale + bias) v`` runs; elsewhere (CUDA, or no gradient) SDPA runs, with the windows of a clip
+folded into the head axis so that one ``[1, nw * h, n, n]`` bias serves every clip. Nothing is padded or copied
+when the feature map is a multiple of the window (224 px, T <= 8).
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from einops import rearrange
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ["VideoSwin", "PatchEmbed3D", "window_sizes"]
+__all__ = ["VideoSwin", "PatchEmbed3D", "window_attention", "window_sizes"]
 
 Size3 = tuple[int, int, int]
 
@@ -46,6 +53,16 @@ def relative_position_index(window: Size3, table_window: Size3) -> Tensor:
     rel = rel + torch.tensor(table_window)[:, None, None] - 1
     strides = [(2 * table_window[1] - 1) * (2 * table_window[2] - 1), 2 * table_window[2] - 1, 1]
     return sum(r * s for r, s in zip(rel, strides))
+
+
+@lru_cache(maxsize=64)
+def _cached_index(window: Size3, table_window: Size3, device: torch.device) -> Tensor:
+    return relative_position_index(window, table_window).to(device)
+
+
+@lru_cache(maxsize=64)
+def _cached_shift_mask(padded: Size3, window: Size3, shift: Size3, device: torch.device) -> Tensor:
+    return shift_mask(padded, window, shift).to(device)
 
 
 @lru_cache(maxsize=64)
@@ -110,20 +127,46 @@ class WindowAttention3D(nn.Module):
 
     def bias(self, window: Size3) -> Tensor:
         """``[heads, n, n]`` relative position bias for an effective window."""
-        idx = relative_position_index(window, self.window).to(self.relative_position_bias_table.device)
+        idx = _cached_index(window, self.window, self.relative_position_bias_table.device)
         n = idx.shape[0]
         return self.relative_position_bias_table[idx.reshape(-1)].reshape(n, n, -1).permute(2, 0, 1)
 
     def forward(self, x: Tensor, window: Size3, mask: Tensor | None) -> Tensor:
-        # x: [b*nw, n, c]; mask: [nw, n, n] or None
-        bw, n, c = x.shape
+        # x: [b*nw, n, c]; mask: [nw, n, n] (windows of one clip) or None
         q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.heads)
-        bias = self.bias(window).to(q.dtype)  # [h, n, n]
+        bias = self.bias(window).to(q.dtype)[None]  # [1, h, n, n]
         if mask is not None:
-            nw = mask.shape[0]
-            bias = (bias[None] + mask[:, None].to(q.dtype)).repeat(bw // nw, 1, 1, 1)  # [b*nw, h, n, n]
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # [b*nw, h, n, d]
+            bias = bias + mask[:, None].to(q.dtype)  # [nw, h, n, n]: broadcast over the clips
+        out = window_attention(q, k, v, bias)  # [b*nw, h, n, d]
         return self.proj(rearrange(out, "b h n d -> b n (h d)"))
+
+
+def window_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor) -> Tensor:
+    """``softmax(q k^T / sqrt(d) + bias) v`` for the windows of a batch of clips.
+
+    Args:
+        q, k, v: ``[b * nw, h, n, d]``, windows grouped by clip (``nw`` windows per clip).
+        bias: ``[nw, h, n, n]`` or ``[1, h, n, n]`` additive bias, the same for every clip.
+
+    Returns:
+        ``[b * nw, h, n, d]``.
+    """
+    bw, h, n, d = q.shape
+    nw = bias.shape[0]
+    if bw % nw:
+        raise ValueError(f"{bw} windows are not a whole number of clips of {nw} windows")
+    if q.device.type == "cpu" and bias.requires_grad and torch.is_grad_enabled():
+        # SDPA would take its unfused math path here (the bias needs a gradient): do it directly, broadcast
+        scores = (q * d**-0.5) @ k.transpose(-2, -1)  # [b*nw, h, n, n]
+        scores = scores.view(bw // nw, nw, h, n, n).add_(bias)  # the bias is read, never repeated
+        return scores.softmax(-1).view(bw, h, n, n) @ v
+    if nw == 1:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+    # fold the windows of a clip into the head axis: one [1, nw*h, n, n] bias serves every clip
+    fold = "(b nw) h n d -> b (nw h) n d"
+    q, k, v = (rearrange(t, fold, nw=nw) for t in (q, k, v))
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.reshape(1, nw * h, n, n))
+    return rearrange(out, "b (nw h) n d -> (b nw) h n d", nw=nw)
 
 
 class SwinBlock3D(nn.Module):
@@ -158,16 +201,17 @@ class SwinBlock3D(nn.Module):
         b, d, h, w, c = x.shape
         window, shift = window_sizes((d, h, w), self.window, self.shift)
         pads = [(-s) % win for s, win in zip((d, h, w), window)]
-        x = F.pad(x, (0, 0, 0, pads[2], 0, pads[1], 0, pads[0]))
+        if any(pads):
+            x = F.pad(x, (0, 0, 0, pads[2], 0, pads[1], 0, pads[0]))
         padded = (d + pads[0], h + pads[1], w + pads[2])
         mask = None
         if any(shift):
             x = torch.roll(x, shifts=tuple(-s for s in shift), dims=(1, 2, 3))
-            mask = shift_mask(padded, window, shift).to(x.device)
+            mask = _cached_shift_mask(padded, window, shift, x.device)
         out = _reverse(self.attn(_partition(x, window), window, mask), window, b, padded)
         if any(shift):
             out = torch.roll(out, shifts=shift, dims=(1, 2, 3))
-        return out[:, :d, :h, :w].contiguous()
+        return out[:, :d, :h, :w].contiguous() if any(pads) else out
 
 
 class PatchMerging(nn.Module):
@@ -179,7 +223,8 @@ class PatchMerging(nn.Module):
         self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:  # [b, d, h, w, c] -> [b, d, h/2, w/2, 2c]
-        x = F.pad(x, (0, 0, 0, x.shape[3] % 2, 0, x.shape[2] % 2))
+        if x.shape[2] % 2 or x.shape[3] % 2:
+            x = F.pad(x, (0, 0, 0, x.shape[3] % 2, 0, x.shape[2] % 2))
         parts = [x[:, :, 0::2, 0::2], x[:, :, 1::2, 0::2], x[:, :, 0::2, 1::2], x[:, :, 1::2, 1::2]]
         return self.reduction(self.norm(torch.cat(parts, dim=-1)))
 

@@ -14,7 +14,7 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from ..config import VioletConfig
+from ..config import CheckpointMode, VioletConfig, checkpoint_mode
 from .encoders import TextEmbeddings, VideoEncoder
 from .fusion import FusionTransformer, bidirectional_mask, seq2seq_mask
 from .heads import MLMHead, VTMHead, build_mvm_head, init_weights
@@ -76,10 +76,12 @@ class VioletBackbone(nn.Module):
         self.fusion = FusionTransformer(cfg)
         self.set_gradient_checkpointing(cfg.gradient_checkpointing)
 
-    def set_gradient_checkpointing(self, enabled: bool = True) -> None:
-        """Activation checkpointing of Video Swin blocks and fusion layers."""
-        self.video.swin.set_gradient_checkpointing(enabled)
-        self.fusion.gradient_checkpointing = enabled
+    def set_gradient_checkpointing(self, mode: CheckpointMode | bool = "all") -> None:
+        """Activation checkpointing: ``"none"``, ``"video"`` (Video Swin blocks, as published), ``"fusion"``
+        (fusion layers) or ``"all"``; a bool as before (True = ``"all"``)."""
+        mode = checkpoint_mode(mode)
+        self.video.swin.set_gradient_checkpointing(mode in ("video", "all"))
+        self.fusion.gradient_checkpointing = mode in ("fusion", "all")
 
     def encode_video(self, video: Tensor) -> Tensor:
         """``[b, t, c, h, w] -> [b, t * (1 + gh*gw), d]`` video tokens."""

@@ -10,7 +10,8 @@ a registered submodule of the LightningModule, so it is never in the optimizer o
 - ``compute(video)`` -> the target, under ``torch.no_grad()``, from the UNMASKED ImageNet-normalised clip
   ``[b, t, 3, h, w]`` on the video's device;
 - ``loss(pred, target, mask, valid=None)`` -> scalar, on masked positions only (patch mask ``[b, t, gh, gw]``,
-  True = masked, expanded to the target's resolution), optionally only for ``valid`` ``[b]`` clips;
+  True = masked, expanded to the target's resolution), optionally only for ``valid`` ``[b]`` clips, scaled as
+  the target's ``loss_scale`` says (below);
 - ``metrics(pred, target, mask, valid=None)`` -> extra logged numbers (VQ: masked-token accuracy).
 
 | name | target | head | loss |
@@ -23,6 +24,19 @@ a registered submodule of the LightningModule, so it is never in the optimizer o
 | sif | Swin last stage before LayerNorm ``[b, t, gh*gw, 1024]`` | FeatureHead(d, 1024) | L1 |
 | clip | CLIP ViT patch tokens ``[b, t, gh*gw, 768]`` | FeatureHead(d, 768) | L1 |
 | vidswin | Video Swin features ``[b, t, gh*gw, 1024]`` | FeatureHead(d, 1024) | L1 |
+
+Loss scale (``loss_scale``, set for all targets by :class:`MVMTargets` / :func:`build_targets`):
+``"published"`` (default) reduces exactly as the public VIOLETv2 code (``Agent_Pretrain.calc_mvm_loss``;
+reference values in ``shared/reference/parity_losses``), ``"mean"`` is a plain mean over the masked elements:
+
+| target | published reduction (L1 unless said) | published / mean |
+|---|---|---|
+| pixel | masked-element mean / 3 (the 3 channels) | 1/3 |
+| hog | mean over masked elements (the release's picture: masked pixels) | 1 |
+| depth | mean over masked pixels / 3 | 1/3 |
+| flow | masked-element mean / 2 (the 2 flow components) | 1/2 |
+| vq | cross-entropy mean over masked cells | 1 |
+| sif, clip, vidswin | L1 summed over the C channels of each masked patch / (patches + 1e-5) / 3 | C/3 (341.33 for 1024) |
 
 How the training step gets the targets (the pre-training module's side)::
 
@@ -64,7 +78,7 @@ from violetv2.mvm.teachers import (
     renormalize,
     resize,
 )
-from violetv2.tasks.losses import masked_mean
+from violetv2.tasks.losses import LossScale, check_loss_scale, masked_mean, masked_sum_over
 
 __all__ = [
     "MVMTarget",
@@ -138,6 +152,8 @@ class MVMTarget:
     """
 
     name: ClassVar[str] = ""
+    #: ``"published"`` (the public code's scale) or ``"mean"``; :class:`MVMTargets` sets it on every target.
+    loss_scale: LossScale = "published"
 
     def build_head(self, cfg: VioletConfig) -> nn.Module:
         """A fresh trainable head for ``cfg`` (patch tokens ``[b, t, gh*gw, d]`` -> prediction)."""
@@ -187,9 +203,13 @@ class MVMTarget:
 
 
 class _DenseTarget(MVMTarget):
-    """Targets laid out ``[b, t, c, h, w]`` (pixel, HOG, depth, flow) with an elementwise loss."""
+    """Targets laid out ``[b, t, c, h, w]`` (pixel, HOG, depth, flow) with an elementwise loss.
+
+    ``published_divisor`` divides the masked-element mean under ``loss_scale="published"``.
+    """
 
     reduction: ClassVar[Literal["l1", "mse"]] = "l1"
+    published_divisor: ClassVar[float] = 1.0
 
     def _mask(self, mask: Tensor, target: Tensor) -> Tensor:
         _check_mask(mask, target.shape[0], target.shape[1])
@@ -199,18 +219,27 @@ class _DenseTarget(MVMTarget):
         if pred.shape != target.shape:
             raise ValueError(f"{self.name}: prediction {tuple(pred.shape)} vs target {tuple(target.shape)}")
         err = (pred - target).abs() if self.reduction == "l1" else (pred - target).pow(2)
-        return masked_mean(err, _sample_weight(self._mask(mask, target), valid))
+        where = _sample_weight(self._mask(mask, target), valid)
+        if self.loss_scale == "mean":
+            return masked_mean(err, where)
+        return masked_sum_over(err, where, per="element", divisor=self.published_divisor)
 
 
 class _FeatureTarget(MVMTarget):
-    """Targets laid out ``[b, t, gh*gw, c]`` (SIF, CLIP, VidSwin) with an L1 loss."""
+    """Targets laid out ``[b, t, gh*gw, c]`` (SIF, CLIP, VidSwin) with an L1 loss.
+
+    Published scale: the L1 summed over the ``c`` channels of each masked patch, averaged over the masked
+    patches, divided by 3 (``c / 3`` times the mean over channels).
+    """
 
     def loss(self, pred: Tensor, target: Tensor, mask: Tensor, valid: Tensor | None = None) -> Tensor:
         if pred.shape != target.shape:
             raise ValueError(f"{self.name}: prediction {tuple(pred.shape)} vs target {tuple(target.shape)}")
         _check_mask(mask, target.shape[0], target.shape[1])
-        m = rearrange(mask, "b t gh gw -> b t (gh gw) 1")
-        return masked_mean((pred - target).abs(), _sample_weight(m, valid))
+        m = _sample_weight(rearrange(mask, "b t gh gw -> b t (gh gw) 1"), valid)
+        if self.loss_scale == "mean":
+            return masked_mean((pred - target).abs(), m)
+        return masked_sum_over((pred - target).abs(), m, per="position", divisor=3.0)
 
 
 class TeacherTarget(MVMTarget):
@@ -265,6 +294,7 @@ class PixelTarget(_DenseTarget):
     """
 
     name = "pixel"
+    published_divisor = 3.0  # the 3 colour channels
 
     def __init__(self, normalize_patches: bool = False, patch_size: int = 32) -> None:
         self.normalize_patches, self.patch_size = normalize_patches, patch_size
@@ -344,6 +374,7 @@ class DepthTarget(_DenseTarget, TeacherTarget):
     """
 
     name = "depth"
+    published_divisor = 3.0  # the error broadcast over the 3-channel pixel mask
     default_model = "Intel/dpt-large"
 
     def __init__(self, model_name_or_path: str | None = None, input_size: int | None = 384) -> None:
@@ -403,6 +434,7 @@ class FlowTarget(_DenseTarget, TeacherTarget):
     """
 
     name = "flow"
+    published_divisor = 2.0  # the 2 flow components
     default_model = "deepmind/optical-flow-perceiver"
 
     def __init__(
@@ -692,14 +724,25 @@ class MVMTargets:
     Args:
         targets: The target objects (unique names).
         weights: Loss weight per target name (default 1.0 each, as published).
+        loss_scale: ``"published"`` (each target's published reduction) or ``"mean"`` (masked-element means),
+            set on every target; see the module docstring.
     """
 
-    def __init__(self, targets: Sequence[MVMTarget], weights: Mapping[str, float] | None = None) -> None:
+    def __init__(
+        self,
+        targets: Sequence[MVMTarget],
+        weights: Mapping[str, float] | None = None,
+        loss_scale: LossScale = "published",
+    ) -> None:
         names = [t.name for t in targets]
         if len(set(names)) != len(names) or not names:
             raise ValueError(f"MVM targets must be a non-empty list of distinct names, got {names}")
+        check_loss_scale(loss_scale)
         self.targets = {t.name: t for t in targets}
         self.weights = {n: float((weights or {}).get(n, 1.0)) for n in names}
+        self.loss_scale = loss_scale
+        for t in targets:
+            t.loss_scale = loss_scale
 
     def __iter__(self):  # noqa: ANN204
         return iter(self.targets.values())
@@ -763,6 +806,7 @@ class MVMTargets:
 def build_targets(
     spec: Mapping[str, float] | Sequence[str] | str = "sif",
     options: Mapping[str, Mapping[str, Any]] | None = None,
+    loss_scale: LossScale = "published",
 ) -> MVMTargets:
     """Targets by name: ``build_targets({"sif": 1.0, "hog": 1.0}, {"sif": {"model_name_or_path": dir}})``.
 
@@ -770,6 +814,7 @@ def build_targets(
         spec: One name, a list of names (weight 1 each), or ``{name: weight}``. Names: pixel, hog, depth,
             flow, vq, sif, clip, vidswin.
         options: Constructor keyword arguments per target name.
+        loss_scale: ``"published"`` or ``"mean"`` (see :class:`MVMTargets`).
     """
     if isinstance(spec, str):
         spec = [spec]
@@ -783,4 +828,4 @@ def build_targets(
         raise ValueError(
             f"options given for MVM target(s) {sorted(extra)} that are not in the spec {list(weights)}"
         )
-    return MVMTargets([TARGETS[n](**options.get(n, {})) for n in weights], weights)
+    return MVMTargets([TARGETS[n](**options.get(n, {})) for n in weights], weights, loss_scale)

@@ -3,7 +3,9 @@
 - VTM (video-text matching): :func:`vtm_pairs` picks, for every video, its own text plus in-batch negatives;
   the task module scores the pairs with the VTM head; :func:`vtm_loss` is cross-entropy towards column 0.
 - MLM: :func:`mask_tokens` corrupts the text, :func:`mlm_loss` scores the predictions.
-- MVM: :func:`masked_mean` averages a per-position loss over the masked positions only.
+- MVM: :func:`masked_mean` averages a per-position loss over the masked positions only;
+  :func:`masked_sum_over` is the published reduction (a masked sum over a count plus ``1e-5``, divided by a
+  constant), see :data:`LOSS_SCALES`.
 - Downstream reuse of the VTM head: :func:`bidirectional_contrastive_loss` (retrieval over all B x B pairs)
   and :func:`multiple_choice_loss`.
 
@@ -21,9 +23,12 @@ from torch import Tensor
 
 __all__ = [
     "IGNORE_INDEX",
+    "LOSS_SCALES",
+    "LossScale",
     "bidirectional_contrastive_loss",
     "mask_tokens",
     "masked_mean",
+    "masked_sum_over",
     "mlm_loss",
     "multiple_choice_loss",
     "pair_indices",
@@ -32,6 +37,12 @@ __all__ = [
 ]
 
 IGNORE_INDEX = -100
+
+LossScale = Literal["published", "mean"]
+#: How an MVM loss is scaled: ``"published"`` as the public VIOLETv2 code reduces it (its per-target constants:
+#: pixel and depth divide the masked-element mean by 3, flow by 2, feature targets sum the L1 over the channels
+#: of a patch and divide by 3), ``"mean"`` a plain mean over the masked elements (every target on one scale).
+LOSS_SCALES: tuple[str, ...] = ("published", "mean")
 
 
 def _rand(
@@ -240,6 +251,35 @@ def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
     mask = mask.reshape(*mask.shape, *([1] * (values.dim() - mask.dim())))
     weight = mask.to(values.dtype).expand_as(values)
     return (values * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+def masked_sum_over(
+    values: Tensor, mask: Tensor, *, per: Literal["element", "position"] = "element", divisor: float = 1.0
+) -> Tensor:
+    """The published MVM reduction: ``sum(values * mask) / (count + 1e-5) / divisor``.
+
+    ``mask`` broadcasts over the trailing dimensions of ``values`` it lacks (as in :func:`masked_mean`).
+    ``per="element"`` counts every masked element (the published pixel, HOG, depth and flow losses: the
+    masked-element mean, up to the ``1e-5``); ``per="position"`` counts masked positions over every dimension
+    but the last, whose values are summed, not averaged (the published feature losses: the L1 summed over the
+    ``C`` channels of each masked patch, i.e. ``C`` times the mean; ``mask`` must then be 1 along that last
+    dimension). With nothing masked the result is 0 with a graph.
+    """
+    if mask.dim() > values.dim():
+        raise ValueError(f"mask {tuple(mask.shape)} has more dimensions than values {tuple(values.shape)}")
+    if per not in ("element", "position"):
+        raise ValueError(f"per must be 'element' or 'position', got {per!r}")
+    mask = mask.reshape(*mask.shape, *([1] * (values.dim() - mask.dim())))
+    weight = mask.to(values.dtype)
+    total = (values * weight).sum()
+    count = weight.expand_as(values).sum() if per == "element" else weight.expand(*values.shape[:-1], 1).sum()
+    return total / (count + 1e-5) / divisor
+
+
+def check_loss_scale(loss_scale: str) -> None:
+    """Raise a ``ValueError`` naming ``loss_scale`` unless it is one of :data:`LOSS_SCALES`."""
+    if loss_scale not in LOSS_SCALES:
+        raise ValueError(f"loss_scale must be one of {LOSS_SCALES}, got {loss_scale!r}")
 
 
 # ------------------------------------------------------------------------------------------- downstream

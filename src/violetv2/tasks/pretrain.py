@@ -1,15 +1,25 @@
 """Pre-training with VTM + MLM + MVM (the VIOLETv2 recipe and its masked-visual-modeling study).
 
-One training step:
+One training step (as the published ``VIOLET_Pretrain.forward`` + ``Agent_Pretrain.step``):
 
 1. MVM targets from the *unmasked* clip (frozen teachers under ``no_grad``, see :mod:`violetv2.mvm.targets`);
 2. a patch mask per sample from the configured strategies (``attended`` runs an extra no-grad pass to get
-   the attention every video patch receives);
-3. VTM on the unmasked clip: each video with its own text and ``vtm_negatives`` other in-batch texts
-   (published: ``min(B, 4) - 1``), cross-entropy at temperature 0.05;
-4. MLM + MVM on one forward of the masked clip (patches zeroed in the normalised frame, or a learned token)
-   with the masked text (15% of the non-special tokens -> ``[MASK]``);
-5. ``loss = w_vtm * vtm + w_mlm * mlm + w_mvm * mvm`` (published: equal weights).
+   the attention every video patch receives), and the masked text (15% of the non-special tokens ->
+   ``[MASK]``);
+3. ONE Video Swin pass, over the masked clip (patches zeroed in the normalised frame, or a learned token);
+4. ONE fusion call over every VTM pair of the masked clip and masked text: each video with its own text
+   (the matched pair) and ``vtm_negatives`` other in-batch texts (published: ``min(B, 4) - 1``), reusing the
+   clip's video tokens; VTM is cross-entropy at temperature 0.05 over each video's pairs, and MLM + MVM read
+   the fused output of the matched pairs (the published code runs the matched pairs through fusion twice,
+   once for MLM/MVM and once among the VTM pairs; one run gives the same numbers in eval mode and one
+   dropout draw instead of two in training);
+5. ``loss = w_vtm * vtm + w_mlm * mlm + w_mvm * mvm`` (published: equal weights), every loss at its
+   published scale (``loss_scale``).
+
+``vtm_on="unmasked"`` instead scores VTM on the unmasked clip with the unmasked text (the VIOLET v1 habit):
+both clips then go through Video Swin in one batched call (2B clips: about twice the Video Swin time and
+activation memory of the default), and the B matched masked pairs join the B*O VTM pairs in one fusion call
+(B more sequences than the default).
 """
 
 from __future__ import annotations
@@ -22,11 +32,11 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from ..data.batch import VideoTextBatch
-from ..models.violet import VioletModel
+from ..models.violet import FusedSequence, VioletModel
 from ..mvm.masking import MaskSampler, apply_mask
 from ..mvm.targets import MVMTargets, build_targets
 from .base import VioletModule
-from .losses import mask_tokens, mlm_loss, pair_indices, vtm_loss, vtm_pairs
+from .losses import LossScale, check_loss_scale, mask_tokens, mlm_loss, pair_indices, vtm_loss, vtm_pairs
 
 __all__ = ["PretrainModule", "SpecialTokens"]
 
@@ -77,6 +87,12 @@ class PretrainModule(VioletModule):
         mlm_prob: Fraction of text tokens masked (published 0.15).
         mlm_mode: ``mask`` (always ``[MASK]``, published) or ``bert`` (80/10/10).
         loss_weights: Weights of ``vtm``, ``mlm``, ``mvm`` (published: all 1).
+        vtm_on: ``"masked"`` (published): VTM on the masked clip and masked text, sharing the step's single
+            Video Swin pass; ``"unmasked"``: VTM on the unmasked clip and text (both clips in one batched Video
+            Swin call: ~2x its time and activation memory).
+        loss_scale: ``"published"``: every MVM target reduced as the public code does (e.g. the SIF feature
+            L1 summed over 1024 channels / 3, pixel mean / 3); ``"mean"``: plain masked-element means. VTM and
+            MLM are cross-entropy means under both.
         tokenizer: Tokenizer name or directory to read special-token ids from (default: bert-base-uncased ids).
         **kwargs: :class:`~violetv2.VioletModule` arguments (preset, config, lr, ...).
     """
@@ -93,10 +109,17 @@ class PretrainModule(VioletModule):
         mlm_prob: float = 0.15,
         mlm_mode: Literal["mask", "bert"] = "mask",
         loss_weights: dict[str, float] | None = None,
+        vtm_on: Literal["masked", "unmasked"] = "masked",
+        loss_scale: LossScale = "published",
         tokenizer: str | None = None,
         **kwargs: Any,
     ) -> None:
-        self.mvm_targets: MVMTargets = build_targets(mvm_targets or {"sif": 1.0}, mvm_target_options)
+        if vtm_on not in ("masked", "unmasked"):
+            raise ValueError(f"vtm_on must be 'masked' or 'unmasked', got {vtm_on!r}")
+        check_loss_scale(loss_scale)
+        self.mvm_targets: MVMTargets = build_targets(
+            mvm_targets or {"sif": 1.0}, mvm_target_options, loss_scale
+        )
         kwargs.setdefault("mvm_heads", None)
         super().__init__(**kwargs)
         self.mask_sampler = MaskSampler(masking or ["random", "blockwise"], mask_ratio)
@@ -121,16 +144,11 @@ class PretrainModule(VioletModule):
         return model
 
     # ------------------------------------------------------------------ losses
-    def vtm(self, batch: VideoTextBatch, video_tokens: Tensor, grid: tuple[int, int]) -> dict[str, Tensor]:
-        """VTM over each video's own text and in-batch negatives (video tokens encoded once)."""
-        b, t = batch.video.shape[:2]
-        pairs = vtm_pairs(b, self.hparams.vtm_negatives, device=self.device)
-        vid, txt = pair_indices(pairs)
-        fused = self.model.backbone.fuse(
-            video_tokens[vid], batch.text_ids[txt], batch.text_mask[txt], frames=t, grid=grid
-        )
-        logits = self.model.vtm_logits(fused).view(pairs.shape)
-        return vtm_loss(logits, self.hparams.vtm_temperature)
+    def vtm_pairs(self, batch_size: int) -> Tensor | None:
+        """``[b, o]`` text indices per video (own text first, then negatives), ``None`` when VTM is off."""
+        if self.loss_weights["vtm"] <= 0 or batch_size < 2:
+            return None
+        return vtm_pairs(batch_size, self.hparams.vtm_negatives, device=self.device)
 
     def patch_mask(self, batch: VideoTextBatch, grid: tuple[int, int]) -> Tensor:
         """``[b, t, gh, gw]`` patch mask; ``attended`` asks the fusion transformer where attention goes."""
@@ -147,17 +165,9 @@ class PretrainModule(VioletModule):
 
     def pretrain_losses(self, batch: VideoTextBatch) -> dict[str, Tensor]:
         """Every loss and metric of one batch (``"loss"`` is the weighted total)."""
-        video = batch.video
-        grid = self.model.backbone.grid(video)
-        targets = self.mvm_targets.compute(video)
+        grid = self.model.backbone.grid(batch.video)
+        targets = self.mvm_targets.compute(batch.video)
         mask = self.patch_mask(batch, grid)
-        out: dict[str, Tensor] = {}
-
-        if self.loss_weights["vtm"] > 0 and len(batch) > 1:
-            tokens = self.model.backbone.encode_video(video)
-            out.update({f"vtm_{k}": v for k, v in self.vtm(batch, tokens, grid).items()})
-
-        masked_video = apply_mask(video, mask, self.cfg.video_stride, self.mask_token)
         masked_ids, labels = mask_tokens(
             batch.text_ids,
             batch.text_mask,
@@ -167,7 +177,33 @@ class PretrainModule(VioletModule):
             prob=self.hparams.mlm_prob,
             mode=self.hparams.mlm_mode,
         )
-        fused = self.model(masked_video, masked_ids, batch.text_mask)
+        return self.masked_losses(batch, targets, mask, masked_ids, labels, self.vtm_pairs(len(batch)))
+
+    def masked_losses(
+        self,
+        batch: VideoTextBatch,
+        targets: dict[str, Tensor],
+        mask: Tensor,
+        masked_ids: Tensor,
+        labels: Tensor,
+        pairs: Tensor | None,
+    ) -> dict[str, Tensor]:
+        """The losses of one step for given masks: the part of :meth:`pretrain_losses` after the draws.
+
+        Args:
+            batch: The unmasked batch.
+            targets: MVM targets of the unmasked clip by target name.
+            mask: ``[b, t, gh, gw]`` bool patch mask.
+            masked_ids: ``[b, l]`` text ids with ``[MASK]`` at the MLM positions.
+            labels: ``[b, l]`` MLM labels (-100 where nothing is predicted).
+            pairs: ``[b, o]`` VTM pairs of :func:`vtm_pairs` (``None``: no VTM).
+        """
+        masked_video = apply_mask(batch.video, mask, self.cfg.video_stride, self.mask_token)
+        fused, vtm_logits = self.joint_forward(batch, masked_video, masked_ids, pairs)
+        out: dict[str, Tensor] = {}
+        if vtm_logits is not None:
+            vtm = vtm_loss(vtm_logits, self.hparams.vtm_temperature)
+            out.update({f"vtm_{k}": v for k, v in vtm.items()})
         out.update({f"mlm_{k}": v for k, v in mlm_loss(self.model.mlm_logits(fused), labels).items()})
         preds = self.mvm_targets.predict(self.model.mvm_heads, fused.video_patches)
         mvm = self.mvm_targets.losses(preds, targets, mask)
@@ -176,6 +212,40 @@ class PretrainModule(VioletModule):
             self.loss_weights[k] * out[f"{k}_loss"] for k in ("vtm", "mlm", "mvm") if f"{k}_loss" in out
         )
         return out
+
+    def joint_forward(
+        self, batch: VideoTextBatch, masked_video: Tensor, masked_ids: Tensor, pairs: Tensor | None
+    ) -> tuple[FusedSequence, Tensor | None]:
+        """One Video Swin call and one fusion call for the whole step.
+
+        Returns the fused matched pairs of the masked clip and masked text (MLM / MVM input) and the
+        ``[b, o]`` raw VTM logits (``None`` without ``pairs``).
+        """
+        bb = self.model.backbone
+        b, grid = len(batch), bb.grid(batch.video)
+        unmasked = pairs is not None and self.hparams.vtm_on == "unmasked"
+        clips = torch.cat([masked_video, batch.video]) if unmasked else masked_video
+        tokens = bb.encode_video(clips)  # [b or 2b, t * (1 + gh*gw), d]
+        frames = tokens.shape[1] // (1 + grid[0] * grid[1])
+
+        def fuse(video_tokens: Tensor, ids: Tensor, text_mask: Tensor) -> Tensor:
+            return bb.fuse(video_tokens, ids, text_mask, frames=frames, grid=grid).hidden
+
+        if pairs is None:
+            return FusedSequence(fuse(tokens, masked_ids, batch.text_mask), frames, grid), None
+        vid, txt = pair_indices(pairs)
+        if unmasked:  # rows: b masked matched pairs, then the b * o unmasked VTM pairs
+            hidden = fuse(
+                torch.cat([tokens[:b], tokens[b:][vid]]),
+                torch.cat([masked_ids, batch.text_ids[txt]]),
+                torch.cat([batch.text_mask, batch.text_mask[txt]]),
+            )
+            matched, vtm_hidden = hidden[:b], hidden[b:]
+        else:  # rows: the b * o pairs, row-major; row i * o is video i with its own (masked) text
+            vtm_hidden = fuse(tokens[vid], masked_ids[txt], batch.text_mask[txt])
+            matched = vtm_hidden[:: pairs.shape[1]]
+        vtm = FusedSequence(vtm_hidden, frames, grid)
+        return FusedSequence(matched, frames, grid), self.model.vtm_logits(vtm).view(pairs.shape)
 
     # ------------------------------------------------------------------ Lightning hooks
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
