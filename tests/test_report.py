@@ -69,7 +69,8 @@ def test_full_run_reports_steps_and_no_warning(tokenizer_dir, tmp_path, capsys):
         and report.results["warning"] is None
     )
     assert "(3 of 3 steps in " in out and "steps/s" in out and "WARNING" not in out
-    assert report.results["train_seconds"] > 0 and report.results["retrieval"]["R@5"] == 30.0
+    assert report.results["train_seconds"] > 0 and report.results["cpu_seconds"] > 0 and "(CPU " in out
+    assert report.results["retrieval"]["R@5"] == 30.0
 
 
 def test_epochs_ending_first_warn(tokenizer_dir, tmp_path, capsys):

@@ -59,17 +59,15 @@ class PretrainReport(L.Callback):
         self.num_clips, self.window = num_clips, window
         self.history: dict[str, list[float]] = {k: [] for k in LOSSES}
         self.results: dict[str, Any] = {}
-        self._fit_start = self._train_start = self._train_end = None
-
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._fit_start = time.perf_counter()
+        self._train_start = self._train_end = self._cpu_start = self._cpu_end = None
+        self._start_step = 0
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._train_start = time.perf_counter()
+        self._train_start, self._cpu_start = time.perf_counter(), time.process_time()
         self._start_step = trainer.global_step  # non-zero when resuming from a checkpoint
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._train_end = time.perf_counter()
+        self._train_end, self._cpu_end = time.perf_counter(), time.process_time()
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -116,21 +114,24 @@ class PretrainReport(L.Callback):
     ) -> None:
         # Ctrl-C: Lightning shuts down without on_fit_end; report what was trained so far, flagged as such.
         if isinstance(exception, KeyboardInterrupt) and trainer.is_global_zero and self.history["loss"]:
-            self._train_end = self._train_end or time.perf_counter()
+            if self._train_end is None:
+                self._train_end, self._cpu_end = time.perf_counter(), time.process_time()
             self.report(trainer, pl_module, interrupted=True)
 
     def run_summary(self, trainer: L.Trainer, interrupted: bool = False) -> dict[str, Any]:
         """Steps run against the target, training time and speed, load, and why training stopped early (if it
-        did): the ``steps``, ``max_steps``, ``train_seconds``, ``steps_per_s``, ``load`` and ``warning`` keys of
-        :attr:`results`."""
+        did): the ``steps``, ``max_steps``, ``train_seconds``, ``cpu_seconds`` (CPU time of the training process,
+        data workers not included), ``steps_per_s``, ``load`` and ``warning`` keys of :attr:`results`."""
         steps, max_steps = trainer.global_step, trainer.max_steps
         end = self._train_end or time.perf_counter()
         seconds = end - self._train_start if self._train_start is not None else None
-        ran = steps - getattr(self, "_start_step", 0)
+        cpu = (self._cpu_end or time.process_time()) - self._cpu_start if seconds else None
+        ran = steps - self._start_step
         return {
             "steps": steps,
             "max_steps": max_steps if max_steps is not None and max_steps >= 0 else None,
             "train_seconds": seconds,
+            "cpu_seconds": cpu,
             "steps_per_s": ran / seconds if seconds else None,
             "load": _load(),
             "warning": stop_warning(trainer, interrupted),
@@ -214,10 +215,16 @@ def _steps_line(r: dict[str, Any]) -> str:
     steps = f"{r['steps']} of {r['max_steps']} steps" if r["max_steps"] else f"{r['steps']} steps"
     if r["train_seconds"] is None:
         return steps
-    minutes, seconds = divmod(round(r["train_seconds"]), 60)
-    out = f"{steps} in {minutes} min {seconds:02d} s"
+    out = f"{steps} in {_minutes(r['train_seconds'])}"
+    if r.get("cpu_seconds") is not None:
+        out += f" (CPU {_minutes(r['cpu_seconds'])})"
     if r["steps_per_s"]:
         out += f", {r['steps_per_s']:.2f} steps/s"
     if r["load"]:
         out += f"; load average {r['load'][0]:.1f} on {r['load'][1]} cores"
     return out
+
+
+def _minutes(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    return f"{minutes} min {seconds:02d} s"
