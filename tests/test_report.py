@@ -123,3 +123,16 @@ class _no_warning:
         self._catcher.__exit__(*exc)
         ours = [w for w in self._seen if "max_steps" in str(w.message) or "bounded by" in str(w.message)]
         assert not ours, [str(w.message) for w in ours]
+
+
+def test_quickstart_is_bounded_by_steps():
+    from pathlib import Path
+
+    import yaml
+
+    cfg = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml").read_text())
+    trainer = cfg["trainer"]
+    assert trainer["max_steps"] > 0 and "max_time" not in trainer
+    assert trainer.get("max_epochs", -1) == -1  # epochs never end it first
+    report = [c for c in trainer["callbacks"] if c["class_path"].endswith("PretrainReport")]
+    assert report, "the quickstart prints the report"

@@ -18,8 +18,8 @@ import sys
 import time
 
 # Read once, when torch loads OpenMP (so before the imports below): threads waiting for work sleep instead of
-# spinning. With spinning OpenMP threads, a 2-thread training step on 2 cores shared with other jobs took 3.5x as
-# long as a 1-thread one; with sleeping threads about 1.2-1.6x (BENCHMARKS.md, "Threads"). A value the user set
+# spinning. Measured on 2 cores shared with other jobs (load 5-7), one quickstart training step: 2 spinning threads
+# 8.9 s, 2 sleeping threads 3.6-3.7 s, 1 thread 2.2-3.3 s (README, "What `make demo` does"). A value the user set
 # wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
