@@ -1,13 +1,18 @@
-"""End-of-training report: losses at the start and end, zero-shot text-to-video retrieval, checkpoint path."""
+"""End-of-training report: steps run (with a warning when training stopped before ``max_steps``), losses at the
+start and end, zero-shot text-to-video retrieval, checkpoint path."""
 
 from __future__ import annotations
 
+import os
 import statistics
+import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import Timer
 
 from ..data.dataset import VideoTextDataset, collate
 from ..data.readers import read_annotations
@@ -20,7 +25,13 @@ LOSSES = ("loss", "vtm_loss", "mlm_loss", "mvm_loss")
 
 
 class PretrainReport(L.Callback):
-    """Prints a short table when ``fit`` ends and returns it as :attr:`results`.
+    """Prints a short table when ``fit`` ends (or is interrupted with Ctrl-C) and returns it as :attr:`results`.
+
+    The first line says how many optimiser steps ran, in how long, and the machine's load average. When training
+    ended before the trainer's ``max_steps`` (interrupted, a ``max_time`` limit, ``max_epochs`` reached first, a
+    callback such as early stopping) or was bounded by time or epochs instead of steps, the report says so in a
+    ``WARNING`` line (also issued as a Python warning): its figures then depend on when training stopped, not on
+    the configuration alone.
 
     Losses are the mean over the first and the last ``window`` training steps. Zero-shot retrieval scores
     every text-video pair of ``num_clips`` held-out clips with the VTM head (R@1 / R@5 / R@10, chance level
@@ -48,6 +59,15 @@ class PretrainReport(L.Callback):
         self.num_clips, self.window = num_clips, window
         self.history: dict[str, list[float]] = {k: [] for k in LOSSES}
         self.results: dict[str, Any] = {}
+        self._train_start = self._train_end = self._cpu_start = self._cpu_end = None
+        self._start_step = 0
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._train_start, self._cpu_start = time.perf_counter(), time.process_time()
+        self._start_step = trainer.global_step  # non-zero when resuming from a checkpoint
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._train_end, self._cpu_end = time.perf_counter(), time.process_time()
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -86,19 +106,59 @@ class PretrainReport(L.Callback):
         return recall_at_k(scores, torch.arange(len(batch), device=scores.device))
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.is_global_zero:
-            return
+        if trainer.is_global_zero:
+            self.report(trainer, pl_module)
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        # Ctrl-C: Lightning shuts down without on_fit_end; report what was trained so far, flagged as such.
+        if isinstance(exception, KeyboardInterrupt) and trainer.is_global_zero and self.history["loss"]:
+            if self._train_end is None:
+                self._train_end, self._cpu_end = time.perf_counter(), time.process_time()
+            self.report(trainer, pl_module, interrupted=True)
+
+    def run_summary(self, trainer: L.Trainer, interrupted: bool = False) -> dict[str, Any]:
+        """Steps run against the target, training time and speed, load, and why training stopped early (if it
+        did): the ``steps``, ``max_steps``, ``train_seconds``, ``cpu_seconds`` (CPU time of the training process,
+        data workers not included), ``steps_per_s``, ``load`` and ``warning`` keys of :attr:`results`."""
+        steps, max_steps = trainer.global_step, trainer.max_steps
+        end = self._train_end or time.perf_counter()
+        seconds = end - self._train_start if self._train_start is not None else None
+        cpu = (self._cpu_end or time.process_time()) - self._cpu_start if seconds else None
+        ran = steps - self._start_step
+        return {
+            "steps": steps,
+            "max_steps": max_steps if max_steps is not None and max_steps >= 0 else None,
+            "train_seconds": seconds,
+            "cpu_seconds": cpu,
+            "steps_per_s": ran / seconds if seconds else None,
+            "load": _load(),
+            "warning": stop_warning(trainer, interrupted),
+        }
+
+    def report(self, trainer: L.Trainer, pl_module: L.LightningModule, interrupted: bool = False) -> None:
+        """Score the held-out clips, fill :attr:`results` and print the table."""
+        run = self.run_summary(trainer, interrupted)
+        if run["warning"]:
+            warnings.warn(run["warning"], stacklevel=2)
         start = {k: statistics.fmean(v[: self.window]) for k, v in self.history.items() if v}
         end = {k: statistics.fmean(v[-self.window :]) for k, v in self.history.items() if v}
         recall = self.retrieval(trainer, pl_module)
-        n = self.num_clips
         ckpt = getattr(trainer.checkpoint_callback, "last_model_path", "") or getattr(
             trainer.checkpoint_callback, "best_model_path", ""
         )
-        self.results = {"start": start, "end": end, "retrieval": recall, "checkpoint": ckpt}
-        lines = [
+        self.results = {**run, "start": start, "end": end, "retrieval": recall, "checkpoint": ckpt}
+        print("\n".join(self.format_lines()), flush=True)
+
+    def format_lines(self) -> list[str]:
+        """The printed report, line by line, from :attr:`results`."""
+        r, n = self.results, self.num_clips
+        start, end, recall = r["start"], r["end"], r["retrieval"]
+        return [
             "",
-            f"violetv2 pre-training report ({trainer.global_step} steps)",
+            f"violetv2 pre-training report ({_steps_line(r)})",
+            *([f"WARNING: {r['warning']}"] if r["warning"] else []),
             f"{'loss':<12}{'start':>10}{'end':>10}",
             *[f"{k:<12}{start[k]:>10.4f}{end[k]:>10.4f}" for k in start],
             "",
@@ -107,6 +167,64 @@ class PretrainReport(L.Callback):
             *[f"{k:<12}{recall[k]:>9.1f}%{100 * int(k[2:]) / n:>9.1f}%" for k in ("R@1", "R@5", "R@10")],
             f"{'median rank':<12}{recall['MdR']:>10.0f}{(n + 1) / 2:>10.1f}",
             "",
-            f"checkpoint: {ckpt or '(none saved)'}",
+            f"checkpoint: {r['checkpoint'] or '(none saved)'}",
         ]
-        print("\n".join(lines), flush=True)
+
+
+def stop_warning(trainer: L.Trainer, interrupted: bool = False) -> str | None:
+    """Why training ended before ``trainer.max_steps`` (or was never bounded by steps); ``None`` when it ran
+    exactly the configured steps."""
+    steps, max_steps = trainer.global_step, trainer.max_steps
+    if max_steps is None or max_steps < 0:
+        bound = "a time limit (max_time)" if _timer(trainer) is not None else "epochs (max_epochs)"
+        return (
+            f"training is bounded by {bound}, not by steps (trainer.max_steps unset): it ran {steps} steps, "
+            "a number that depends on the machine's speed and load; set trainer.max_steps for results that do not"
+        )
+    if steps >= max_steps:
+        return None
+    short = f"training stopped after {steps} of max_steps={max_steps} steps"
+    timer = _timer(trainer)
+    if interrupted or trainer.interrupted:
+        why = "interrupted (Ctrl-C)"
+    elif timer is not None and (timer.time_remaining() or 0.0) <= 0:
+        why = f"the time limit max_time={timer._duration:.0f} s was reached"
+    elif trainer.max_epochs is not None and 0 <= trainer.max_epochs <= trainer.current_epoch:
+        why = f"max_epochs={trainer.max_epochs} was reached first"
+    else:
+        why = "a callback stopped it (e.g. early stopping)"
+    return (
+        f"{short}: {why}. These figures are for a partly trained model and are not the configuration's result"
+    )
+
+
+def _timer(trainer: L.Trainer) -> Timer | None:
+    timers = [c for c in trainer.callbacks if isinstance(c, Timer) and c._duration is not None]
+    return timers[0] if timers else None
+
+
+def _load() -> tuple[float, int] | None:
+    """(1-minute load average, usable cores), or None where the OS has no load average."""
+    try:
+        return os.getloadavg()[0], len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+
+
+def _steps_line(r: dict[str, Any]) -> str:
+    steps = f"{r['steps']} of {r['max_steps']} steps" if r["max_steps"] else f"{r['steps']} steps"
+    if r["train_seconds"] is None:
+        return steps
+    out = f"{steps} in {_minutes(r['train_seconds'])}"
+    if r.get("cpu_seconds") is not None:
+        out += f" (CPU {_minutes(r['cpu_seconds'])})"
+    if r["steps_per_s"]:
+        out += f", {r['steps_per_s']:.2f} steps/s"
+    if r["load"]:
+        out += f"; load average {r['load'][0]:.1f} on {r['load'][1]} cores"
+    return out
+
+
+def _minutes(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    return f"{minutes} min {seconds:02d} s"
