@@ -8,19 +8,27 @@
 - :class:`CaptioningModule`: seq2seq captioning (MSRVTT, MSVD).
 """
 
-from .base import VioletModule
-from .captioning import CaptioningModule
-from .multiple_choice import MultipleChoiceModule, PromptChoiceModule
-from .pretrain import PretrainModule
-from .qa import OpenQAModule
-from .retrieval import RetrievalModule
+from __future__ import annotations
 
-__all__ = [
-    "CaptioningModule",
-    "MultipleChoiceModule",
-    "OpenQAModule",
-    "PretrainModule",
-    "PromptChoiceModule",
-    "RetrievalModule",
-    "VioletModule",
-]
+import importlib
+from typing import Any
+
+_WHERE = {
+    "CaptioningModule": "captioning",
+    "MultipleChoiceModule": "multiple_choice",
+    "OpenQAModule": "qa",
+    "PretrainModule": "pretrain",
+    "PromptChoiceModule": "multiple_choice",
+    "RetrievalModule": "retrieval",
+    "VioletModule": "base",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: importing a submodule (e.g. ``violetv2.tasks.losses`` from ``violetv2.mvm``) must not import every
+    # task module, which import ``violetv2.mvm`` themselves (a cycle) and Lightning.
+    if name in _WHERE:
+        return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
