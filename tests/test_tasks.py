@@ -368,3 +368,15 @@ def test_trained_task_module_checkpoint_restores_its_class(tok, tmp_path):
     assert restored.hparams.task_token and restored.hparams.option_score == "release_sum"
     for k, v in module.state_dict().items():
         assert torch.equal(v, restored.state_dict()[k]), k
+
+
+@pytest.mark.parametrize("cls", [OpenQAModule, RetrievalModule])
+def test_a_second_evaluation_source_is_a_clear_error(tok, cls):
+    # metrics de-duplicate by dataset position: a second source would silently drop samples
+    module = _make(cls, tok).eval()
+    batch = _qa_batch(b=2)
+    batch.video_ids = ["v0", "v1"]
+    with torch.no_grad():
+        module.test_step(batch, 0)  # the first source is accepted
+        with pytest.raises(ValueError, match="one test source at a time.*dataloader_idx=1"):
+            module.test_step(batch, 0, dataloader_idx=1)

@@ -292,14 +292,8 @@ class CaptioningModule(DownstreamModule):
         metric.reset()
         self.log_dict({f"{stage}/{k}": float(v) for k, v in values.items() if v is not None})
 
-    def validation_step(self, batch: VideoTextBatch, batch_idx: int) -> None:
-        self._evaluate(batch, "val")
-
     def on_validation_epoch_end(self) -> None:
         self._log_metrics("val")
-
-    def test_step(self, batch: VideoTextBatch, batch_idx: int) -> None:
-        self._evaluate(batch, "test")
 
     def on_test_epoch_end(self) -> None:
         self._log_metrics("test")

@@ -127,6 +127,28 @@ class DownstreamModule(VioletModule):
             {f"{stage}_{name}": AccuracyMetric() for stage in ("val", "test") for name in self.accuracies}
         )
 
+    # ------------------------------------------------------------------ evaluation
+    def _evaluate(self, batch: VideoTextBatch, stage: str) -> None:
+        """Accumulate one evaluation batch into the ``stage`` (``val`` / ``test``) metrics."""
+        raise NotImplementedError
+
+    def validation_step(self, batch: VideoTextBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._check_one_source(dataloader_idx, "validation")
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: VideoTextBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._check_one_source(dataloader_idx, "test")
+        self._evaluate(batch, "test")
+
+    def _check_one_source(self, dataloader_idx: int, split: str) -> None:
+        # metrics de-duplicate by dataset position, which two sources share: mixing them would drop samples
+        if dataloader_idx:
+            raise ValueError(
+                f"{type(self).__name__} evaluates one {split} source at a time, got a second one "
+                f"(dataloader_idx={dataloader_idx}); run `violet {'validate' if split == 'validation' else 'test'}` "
+                "once per source"
+            )
+
     def log_accuracy(self, stage: str, name: str, preds: Tensor, target: Tensor, index: Tensor) -> None:
         """Accumulate ``preds`` vs ``target`` (``-100`` = never correct) and log the epoch accuracy (%)."""
         metric = self.accuracy[f"{stage}_{name}"]

@@ -72,12 +72,6 @@ class MultipleChoiceModule(DownstreamModule):
         logits = self.forward_batch(batch)
         self.log_accuracy(stage, "acc", logits.argmax(1), self.rows(batch, "label"), self.sample_index(batch))
 
-    def validation_step(self, batch: VideoTextBatch, batch_idx: int) -> None:
-        self._evaluate(batch, "val")
-
-    def test_step(self, batch: VideoTextBatch, batch_idx: int) -> None:
-        self._evaluate(batch, "test")
-
     @torch.no_grad()
     def predict_step(self, batch: VideoTextBatch, batch_idx: int) -> list[dict[str, Any]]:
         """``{id, prediction: option index, score: its softmax probability}`` per question."""
@@ -178,12 +172,6 @@ class PromptChoiceModule(DownstreamModule):
         _, label = self.targets(batch, pos)
         _, score = self.option_scores(logits)
         self.log_accuracy(stage, "acc", score.argmax(1), label, self.sample_index(batch))
-
-    def validation_step(self, batch: VideoTextBatch, batch_idx: int) -> None:
-        self._evaluate(batch, "val")
-
-    def test_step(self, batch: VideoTextBatch, batch_idx: int) -> None:
-        self._evaluate(batch, "test")
 
     @torch.no_grad()
     def predict_step(self, batch: VideoTextBatch, batch_idx: int) -> list[dict[str, Any]]:

@@ -127,12 +127,6 @@ class OpenQAModule(DownstreamModule):
         self.log_accuracy(stage, "acc", logits.argmax(1), target, index)
         self.log_accuracy(stage, "acc_top5", torch.where(hit5, target, -1), target, index)
 
-    def validation_step(self, batch: VideoTextBatch, batch_idx: int) -> None:
-        self._evaluate(batch, "val")
-
-    def test_step(self, batch: VideoTextBatch, batch_idx: int) -> None:
-        self._evaluate(batch, "test")
-
     @torch.no_grad()
     def predict_step(self, batch: VideoTextBatch, batch_idx: int) -> list[dict[str, Any]]:
         """``{id, prediction: answer, score: its softmax probability}`` per question."""

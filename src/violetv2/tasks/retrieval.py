@@ -175,7 +175,7 @@ class RetrievalModule(DownstreamModule):
         rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
         return [name for name in self._videos if owner[name] == rank]
 
-    def _evaluate(self, stage: str) -> None:
+    def _score_epoch(self, stage: str) -> None:
         if sum(gather_objects(len(self._texts))) == 0:
             return
         scores, _, positive = self.all_pair_scores()
@@ -183,23 +183,20 @@ class RetrievalModule(DownstreamModule):
         values = retrieval_metrics(scores, positive)  # identical on every rank: no further sync
         self.log_dict({f"{stage}/{k}": float(v) for k, v in values.items()})
 
-    def validation_step(self, batch: VideoTextBatch, batch_idx: int) -> None:
-        self.cache_batch(batch)
+    def _evaluate(self, batch: VideoTextBatch, stage: str) -> None:
+        self.cache_batch(batch)  # scored at the epoch's end
 
     def on_validation_epoch_start(self) -> None:
         self._reset_cache()
 
     def on_validation_epoch_end(self) -> None:
-        self._evaluate("val")
-
-    def test_step(self, batch: VideoTextBatch, batch_idx: int) -> None:
-        self.cache_batch(batch)
+        self._score_epoch("val")
 
     def on_test_epoch_start(self) -> None:
         self._reset_cache()
 
     def on_test_epoch_end(self) -> None:
-        self._evaluate("test")
+        self._score_epoch("test")
 
     @torch.no_grad()
     def predict_step(self, batch: VideoTextBatch, batch_idx: int) -> list[dict[str, Any]]:
