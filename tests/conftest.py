@@ -16,3 +16,12 @@ def reference_dir() -> str:
     if not os.path.isdir(REFERENCE):
         pytest.skip("../shared/reference is not beside this checkout")
     return REFERENCE
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """In-process ``violet fit`` calls choose the training thread count (``violetv2.cli``): give every test the
+    suite's own count back, so results never depend on which tests ran before."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
