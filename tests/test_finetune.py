@@ -154,17 +154,19 @@ TEST_CLIPS = max(4, TRAIN_CLIPS // 8)
 
 
 @pytest.mark.slow
-@pytest.mark.skip(reason="settings not yet tuned to reach the margin (not measured in the time available)")
 def test_retrieval_beats_chance(synth, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    metrics = run("retrieval", synth, steps=80, extra=SMALL)
+    metrics = run("retrieval", synth, steps=300, extra=SMALL)
     chance = 100.0 * 5 / TEST_CLIPS  # R@5 of a random ranking of N test clips
     print(json.dumps({"retrieval": {"t2v_R@5": metrics["test/t2v_R@5"], "chance": chance}}))
     assert metrics["test/t2v_R@5"] > 2 * chance
 
 
 @pytest.mark.slow
-@pytest.mark.skip(reason="settings not yet tuned to reach the margin (not measured in the time available)")
+@pytest.mark.skip(
+    reason="margin not reached: prompt_choice 150 steps at lr 1e-3 stayed at the ln 5 plateau (loss 1.63, "
+    "acc 21.9 vs 20), 300 steps at lr 4e-4 + clip 1.0 acc 18.8; multiple_choice 300 steps at lr 4e-4 + clip 1.0: train loss 1.3 but test acc 12.5"
+)
 @pytest.mark.parametrize("family", ["multiple_choice", "prompt_choice"])
 def test_multiple_choice_beats_chance(synth, tmp_path, monkeypatch, family):
     monkeypatch.chdir(tmp_path)
