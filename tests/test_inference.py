@@ -12,7 +12,6 @@ import torch
 
 from violetv2.data.dataset import VideoTextDataset, collate
 from violetv2.data.readers import read_annotations
-from violetv2.data.synthetic import generate
 from violetv2.data.text import load_tokenizer
 from violetv2.inference import Preprocessing, VideoIndex
 from violetv2.inference.api import MissingHeadError
@@ -20,13 +19,6 @@ from violetv2.tasks.pretrain import PretrainModule
 from violetv2.tasks.retrieval import RetrievalModule
 
 QUERIES = ["an orange square changes colour", "a circle vanishes", "the triangle turns green"]
-
-
-@pytest.fixture(scope="module")
-def bench(tmp_path_factory):
-    return generate(
-        tmp_path_factory.mktemp("synth"), num_train=4, num_test=4, size=64, seconds=1.0, workers=0
-    )
 
 
 @pytest.fixture(scope="module")

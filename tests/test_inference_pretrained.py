@@ -17,7 +17,6 @@ from violetv2 import VioletModule
 from violetv2.cli import main as cli_main
 from violetv2.config import VioletConfig
 from violetv2.convert.release import export_release, release_conversion
-from violetv2.data.synthetic import generate
 from violetv2.data.text import load_tokenizer
 from violetv2.inference.pretrained import TASKS, _default_task, _resolve_class, read_config
 from violetv2.models import VioletModel
@@ -89,26 +88,6 @@ def _assert_same(a, b, where):
             assert torch.equal(a[key], b[key]), f"{where}: {key}"
         else:
             assert a[key] == b[key], f"{where}: {key}"
-
-
-@pytest.fixture(scope="module")
-def bench(tmp_path_factory):
-    return generate(
-        tmp_path_factory.mktemp("synth"), num_train=4, num_test=4, size=64, seconds=1.0, workers=0
-    )
-
-
-@pytest.fixture(scope="module")
-def tokenizer_dir(bench, tmp_path_factory) -> str:
-    from transformers import BertTokenizerFast
-
-    out = tmp_path_factory.mktemp("tokenizer")
-    vocab = [v for v in (Path(bench.tokenizer) / "vocab.txt").read_text().split("\n") if v]
-    (out / "vocab.txt").write_text(
-        "\n".join(vocab + [str(d) for d in range(10) if str(d) not in vocab]) + "\n"
-    )
-    BertTokenizerFast(str(out / "vocab.txt")).save_pretrained(str(out))
-    return str(out)
 
 
 def _config(tokenizer_dir):

@@ -4,14 +4,11 @@ captioning; every input kind gives the same answers (tiny preset, synthetic benc
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
 from violetv2.data.dataset import VideoTextDataset, collate
 from violetv2.data.readers import read_annotations
-from violetv2.data.synthetic import generate
 from violetv2.data.text import load_tokenizer
 from violetv2.tasks import (
     CaptioningModule,
@@ -20,26 +17,6 @@ from violetv2.tasks import (
     PretrainModule,
     PromptChoiceModule,
 )
-
-
-@pytest.fixture(scope="module")
-def bench(tmp_path_factory):
-    return generate(
-        tmp_path_factory.mktemp("synth"), num_train=4, num_test=4, size=64, seconds=1.0, workers=0
-    )
-
-
-@pytest.fixture(scope="module")
-def tokenizer_dir(bench, tmp_path_factory) -> str:
-    """The benchmark's tokenizer plus the option digits 0-9 (the tiny benchmark's text has none)."""
-    from transformers import BertTokenizerFast
-
-    out = tmp_path_factory.mktemp("tokenizer")
-    vocab = (Path(bench.tokenizer) / "vocab.txt").read_text().split("\n")
-    vocab = [v for v in vocab if v] + [str(d) for d in range(10) if str(d) not in vocab]
-    (out / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    BertTokenizerFast(str(out / "vocab.txt")).save_pretrained(str(out))
-    return str(out)
 
 
 def _module(cls, tokenizer_dir, seed=0, **kwargs):
