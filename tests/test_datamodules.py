@@ -312,3 +312,19 @@ def test_shard_sources_get_the_text_layout(root: Path, tmp_path: Path) -> None:
     batch = first(dm.test_dataloader()[0])
     assert batch.text_ids.shape == (2, 103) and batch.option_ids is None
     assert ((batch.answer_ids != -100).sum(1) == 1).all()
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_each_epoch_draws_new_frames_and_crops_even_with_persistent_workers(root: Path, workers: int) -> None:
+    from lightning.fabric.utilities.data import _set_sampler_epoch
+
+    dm = module(PretrainDataModule, root, num_workers=workers, persistent_workers=True)
+    loader = dm.train_dataloader()
+    seen: list[dict[str, torch.Tensor]] = []
+    for epoch in range(3):
+        _set_sampler_epoch(loader, epoch)  # what Lightning's fit loop calls at each epoch start
+        seen.append({sid: v for b in loader for sid, v in zip(b.sample_ids, b.video)})
+    assert seen[0].keys() == seen[1].keys() == seen[2].keys()
+    changed = [sum(not torch.equal(a[k], b[k]) for k in a) for a, b in zip(seen, seen[1:])]
+    # the persistent workers' dataset copies never see set_epoch: before the fix every clip repeated exactly
+    assert min(changed) >= len(seen[0]) // 2, changed

@@ -176,3 +176,35 @@ def test_fit_keeps_teacher_out_of_checkpoint_and_restores(tokenizer_dir, tmp_pat
     assert type(restored) is PretrainModule and set(restored.model.mvm_heads) == {"hog"}
     for k, v in module.state_dict().items():
         assert torch.equal(v, restored.state_dict()[k]), k
+
+
+def test_vtm_in_both_directions_constrains_the_per_video_offset(tokenizer_dir):
+    """The published VTM softmax runs over each video's texts, so adding a constant to every score of one video
+    changes nothing; text-to-video ranking depends on exactly that offset, which ``vtm_direction="both"`` trains."""
+    from violetv2.tasks.losses import bidirectional_contrastive_loss, pairs_to_matrix, vtm_loss, vtm_pairs
+
+    pairs = vtm_pairs(4, None)  # own text first, then the others in index order
+    logits = torch.randn(4, 4, generator=torch.Generator().manual_seed(0))
+    scores = pairs_to_matrix(logits, pairs)
+    assert all(scores[i, pairs[i, k]] == logits[i, k] for i in range(4) for k in range(4))
+    assert torch.equal(scores.diagonal(), logits[:, 0])
+    offset = torch.tensor([[3.0], [-2.0], [0.5], [1.0]])  # one constant per video
+    v2t = [vtm_loss(x)["loss"] for x in (logits, logits + offset)]
+    both = [bidirectional_contrastive_loss(pairs_to_matrix(x, pairs), reduction="mean")["loss"]
+            for x in (logits, logits + offset)]  # fmt: skip
+    assert torch.allclose(v2t[0], v2t[1]) and not torch.allclose(both[0], both[1])
+    with pytest.raises(ValueError, match="all 4 x 4"):
+        pairs_to_matrix(logits[:, :2], pairs[:, :2])
+
+    module = _module(tokenizer_dir, vtm_negatives=None, vtm_direction="both")
+    torch.manual_seed(1)
+    out = module.pretrain_losses(_batch())
+    assert {"vtm_loss", "vtm_loss_t2v", "vtm_loss_v2t", "vtm_acc", "vtm_acc_t2v"} <= set(out)
+    assert torch.allclose(out["vtm_loss"], (out["vtm_loss_t2v"] + out["vtm_loss_v2t"]) / 2)
+    published = _module(tokenizer_dir, vtm_negatives=None)
+    torch.manual_seed(1)
+    assert torch.allclose(published.pretrain_losses(_batch())["vtm_loss"], out["vtm_loss_v2t"], atol=1e-6)
+    with pytest.raises(ValueError, match="vtm_negatives=None"):
+        _module(tokenizer_dir, vtm_direction="both")
+    with pytest.raises(ValueError, match="vtm_direction"):
+        _module(tokenizer_dir, vtm_negatives=None, vtm_direction="text_to_video")

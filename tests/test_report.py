@@ -1,5 +1,7 @@
 """Pre-training report: steps run against max_steps, and a warning whenever training stopped before them."""
 
+import re
+
 import lightning as L
 import pytest
 import torch
@@ -11,6 +13,7 @@ from violetv2.data.batch import VideoTextBatch
 from violetv2.tasks.pretrain import PretrainModule
 
 RECALL = {"R@1": 10.0, "R@5": 30.0, "R@10": 50.0, "MdR": 9.0, "MnR": 12.0}
+V2T = {"R@1": 20.0, "R@5": 40.0, "R@10": 60.0, "MdR": 4.0, "MnR": 6.0}
 
 
 def _batch(seed: int) -> VideoTextBatch:
@@ -26,7 +29,7 @@ class _Report(PretrainReport):
     """The report with held-out scoring replaced by fixed figures (scoring is covered by the metric tests)."""
 
     def retrieval(self, trainer, pl_module):
-        return dict(RECALL)
+        return {**RECALL, "v2t": dict(V2T)}
 
 
 class _StopAt(L.Callback):
@@ -70,7 +73,8 @@ def test_full_run_reports_steps_and_no_warning(tokenizer_dir, tmp_path, capsys):
     )
     assert "(3 of 3 steps in " in out and "steps/s" in out and "WARNING" not in out
     assert report.results["train_seconds"] > 0 and report.results["cpu_seconds"] > 0 and "(CPU " in out
-    assert report.results["retrieval"]["R@5"] == 30.0
+    assert report.results["retrieval"]["R@5"] == 30.0 and report.results["retrieval"]["v2t"]["R@5"] == 40.0
+    assert re.search(r"\nR@5 +30\.0% +40\.0% +5\.0%\n", out) and "text->video  video->text" in out
 
 
 def test_epochs_ending_first_warn(tokenizer_dir, tmp_path, capsys):

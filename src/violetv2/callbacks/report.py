@@ -88,7 +88,8 @@ class PretrainReport(L.Callback):
 
     @torch.no_grad()
     def retrieval(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
-        """Zero-shot text-to-video recall on the held-out clips."""
+        """Zero-shot text-to-video recall on the held-out clips (``R@k``, ``MdR``, ``MnR``), with the
+        video-to-text figures under ``"v2t"``."""
         records, video_root, tokenizer = self._held_out(trainer)
         cfg = pl_module.cfg
         data = VideoTextDataset(
@@ -103,7 +104,8 @@ class PretrainReport(L.Callback):
         batch = collate([data[i] for i in range(len(data))]).to(pl_module.device)
         model = pl_module.model.eval()
         scores = score_all_pairs(model, batch.video, batch.text_ids, batch.text_mask, progress=True)
-        return recall_at_k(scores, torch.arange(len(batch), device=scores.device))
+        target = torch.arange(len(batch), device=scores.device)
+        return {**recall_at_k(scores, target), "v2t": recall_at_k(scores.T, target)}
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.is_global_zero:
@@ -155,6 +157,7 @@ class PretrainReport(L.Callback):
         """The printed report, line by line, from :attr:`results`."""
         r, n = self.results, self.num_clips
         start, end, recall = r["start"], r["end"], r["retrieval"]
+        v2t = recall.get("v2t") or {}
         return [
             "",
             f"violetv2 pre-training report ({_steps_line(r)})",
@@ -162,10 +165,13 @@ class PretrainReport(L.Callback):
             f"{'loss':<12}{'start':>10}{'end':>10}",
             *[f"{k:<12}{start[k]:>10.4f}{end[k]:>10.4f}" for k in start],
             "",
-            f"zero-shot text-to-video retrieval, {n} held-out clips (VTM head)",
-            f"{'metric':<12}{'ours':>10}{'chance':>10}",
-            *[f"{k:<12}{recall[k]:>9.1f}%{100 * int(k[2:]) / n:>9.1f}%" for k in ("R@1", "R@5", "R@10")],
-            f"{'median rank':<12}{recall['MdR']:>10.0f}{(n + 1) / 2:>10.1f}",
+            f"zero-shot retrieval, {n} held-out clips (VTM head)",
+            f"{'metric':<12}{'text->video':>13}{'video->text':>13}{'chance':>10}",
+            *[
+                f"{k:<12}{recall[k]:>12.1f}%{_pct(v2t.get(k)):>13}{100 * int(k[2:]) / n:>9.1f}%"
+                for k in ("R@1", "R@5", "R@10")
+            ],
+            f"{'median rank':<12}{recall['MdR']:>13.0f}{_num(v2t.get('MdR')):>13}{(n + 1) / 2:>10.1f}",
             "",
             f"checkpoint: {r['checkpoint'] or '(none saved)'}",
         ]
@@ -223,6 +229,14 @@ def _steps_line(r: dict[str, Any]) -> str:
     if r["load"]:
         out += f"; load average {r['load'][0]:.1f} on {r['load'][1]} cores"
     return out
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}%"
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
 
 
 def _minutes(seconds: float) -> str:

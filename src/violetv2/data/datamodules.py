@@ -41,6 +41,7 @@ from violetv2.data.transforms import TRANSFORMS, GpuNormalize, build_transform
 __all__ = [
     "BENCHMARKS",
     "CaptioningDataModule",
+    "EpochIndex",
     "MixedLoader",
     "MultipleChoiceDataModule",
     "PretrainDataModule",
@@ -90,6 +91,21 @@ class Source:
 # ---------------------------------------------------------------------------------------------- loaders
 
 
+class EpochIndex(int):
+    """A dataset index that carries the epoch it was drawn for (read by :class:`VideoTextDataset`, whose copies
+    in persistent DataLoader workers never see ``set_epoch``); otherwise a plain ``int``."""
+
+    epoch: int
+
+    def __new__(cls, index: int, epoch: int) -> EpochIndex:
+        self = super().__new__(cls, index)
+        self.epoch = epoch
+        return self
+
+    def __reduce__(self) -> tuple[type, tuple[int, int]]:
+        return EpochIndex, (int(self), self.epoch)
+
+
 class ResumableSampler(Sampler[int]):
     """A rank's share of a per-epoch permutation of ``size`` indices, which can start at any offset.
 
@@ -121,7 +137,8 @@ class ResumableSampler(Sampler[int]):
         if self.shuffle:
             random.Random(f"sampler-{self.seed}-{self.epoch}").shuffle(order)
         padded = (order * math.ceil(len(self) * self.world_size / self.size))[: len(self) * self.world_size]
-        yield from padded[self.rank :: self.world_size][self.start :]
+        for index in padded[self.rank :: self.world_size][self.start :]:
+            yield EpochIndex(index, self.epoch)
 
 
 class _EpochHook:

@@ -210,11 +210,14 @@ class VideoTextDataset(Dataset):
         )
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        # an EpochIndex (from ResumableSampler) carries its epoch: persistent DataLoader workers hold a copy of
+        # this dataset made before the first epoch, which set_epoch in the main process never reaches
+        epoch = getattr(index, "epoch", self.epoch)
         first_error: VideoDecodeError | None = None
         for attempt in range(len(self.records)):
-            i = (index + attempt) % len(self.records)
+            i = (int(index) + attempt) % len(self.records)
             try:
-                sample = self._sample(i)
+                sample = self._sample(i, epoch)
             except VideoDecodeError as e:
                 first_error = first_error or e
                 self._note_bad(e)
@@ -231,12 +234,12 @@ class VideoTextDataset(Dataset):
             self._bad[error.path] = error.reason
             log.warning("skipping unreadable video %s: %s", error.path, error.reason)
 
-    def _sample(self, i: int) -> dict[str, Any]:
+    def _sample(self, i: int, epoch: int) -> dict[str, Any]:
         record = self.records[i]
         if str(self._paths.get(record.video)) in self._bad:  # known bad: do not decode it again
             path = str(self._paths[record.video])
             raise VideoDecodeError(path, self._bad[path])
-        rng = random.Random(f"{self.seed}-{self.epoch}-{i}")
+        rng = random.Random(f"{self.seed}-{epoch}-{i}")
         generator = torch.Generator().manual_seed(rng.getrandbits(62))
         clips = self.load_clip(record, rng)
         video = torch.stack([self.transform(clip, generator) for clip in clips])

@@ -371,7 +371,7 @@ class _ShardSamples(VideoTextDataset):
         """One sample; random draws seeded by ``(seed, epoch, position)`` as the map-style dataset does."""
         self.records, self._payload = {position: record}, payload
         try:
-            return self._sample(position)
+            return self._sample(position, self.epoch)
         finally:
             self.records, self._payload = {}, b""
 

@@ -34,6 +34,7 @@ __all__ = [
     "mlm_loss",
     "multiple_choice_loss",
     "pair_indices",
+    "pairs_to_matrix",
     "vtm_loss",
     "vtm_pairs",
 ]
@@ -101,6 +102,18 @@ def pair_indices(pairs: Tensor) -> tuple[Tensor, Tensor]:
     """
     b, o = pairs.shape
     return torch.arange(b, device=pairs.device).repeat_interleave(o), pairs.reshape(-1)
+
+
+def pairs_to_matrix(logits: Tensor, pairs: Tensor) -> Tensor:
+    """``[b, b]`` score matrix (``[i, j]``: video i with text j) from the ``[b, o]`` logits of :func:`vtm_pairs`
+    with every in-batch text (``o = b``); the diagonal holds the matched pairs."""
+    b, o = pairs.shape
+    if logits.shape != pairs.shape or o != b:
+        raise ValueError(
+            f"need the logits of all {b} x {b} in-batch pairs (vtm_negatives=None), got logits "
+            f"{tuple(logits.shape)} for pairs {tuple(pairs.shape)}"
+        )
+    return logits.new_zeros(b, b).scatter(1, pairs, logits)
 
 
 def vtm_loss(logits: Tensor, temperature: float = 0.05) -> dict[str, Tensor]:

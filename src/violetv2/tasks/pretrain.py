@@ -16,6 +16,11 @@ One training step (as the published ``VIOLET_Pretrain.forward`` + ``Agent_Pretra
 5. ``loss = w_vtm * vtm + w_mlm * mlm + w_mvm * mvm`` (published: equal weights), every loss at its
    published scale (``loss_scale``).
 
+``vtm_direction="both"`` (needs ``vtm_negatives=None``, all in-batch pairs) adds the text-to-video direction:
+the published loss normalises each video's scores over texts only, so a per-video offset of the VTM logit costs
+nothing in training, yet it decides text-to-video rankings (which video a text retrieves); "both" averages the
+softmax over texts for each video and over videos for each text on the ``B x B`` score matrix.
+
 ``vtm_on="unmasked"`` instead scores VTM on the unmasked clip with the unmasked text (the VIOLET v1 habit):
 both clips then go through Video Swin in one batched call (2B clips: about twice the Video Swin time and
 activation memory of the default), and the B matched masked pairs join the B*O VTM pairs in one fusion call
@@ -47,7 +52,17 @@ from ..mvm.masking import MaskSampler, apply_mask
 from ..mvm.targets import MVMTargets, build_targets
 from ..rng import SampleStreams, stream_seed
 from .base import VioletModule
-from .losses import LossScale, check_loss_scale, mask_tokens, mlm_loss, pair_indices, vtm_loss, vtm_pairs
+from .losses import (
+    LossScale,
+    bidirectional_contrastive_loss,
+    check_loss_scale,
+    mask_tokens,
+    mlm_loss,
+    pair_indices,
+    pairs_to_matrix,
+    vtm_loss,
+    vtm_pairs,
+)
 
 __all__ = ["PretrainModule", "SpecialTokens"]
 
@@ -98,6 +113,9 @@ class PretrainModule(VioletModule):
         mlm_prob: Fraction of text tokens masked (published 0.15).
         mlm_mode: ``mask`` (always ``[MASK]``, published) or ``bert`` (80/10/10).
         loss_weights: Weights of ``vtm``, ``mlm``, ``mvm`` (published: all 1).
+        vtm_direction: ``"video_to_text"`` (published): each video's softmax over its texts; ``"both"``: the
+            mean of that and each text's softmax over the batch's videos (the retrieval fine-tuning loss, halved),
+            so that the VTM score also ranks videos for a text; needs ``vtm_negatives=None``.
         vtm_on: ``"masked"`` (published): VTM on the masked clip and masked text, sharing the step's single
             Video Swin pass; ``"unmasked"``: VTM on the unmasked clip and text (both clips in one batched Video
             Swin call: ~2x its time and activation memory).
@@ -123,6 +141,7 @@ class PretrainModule(VioletModule):
         mlm_mode: Literal["mask", "bert"] = "mask",
         loss_weights: dict[str, float] | None = None,
         vtm_on: Literal["masked", "unmasked"] = "masked",
+        vtm_direction: Literal["video_to_text", "both"] = "video_to_text",
         loss_scale: LossScale = "published",
         tokenizer: str | None = None,
         rng_seed: int | None = None,
@@ -130,6 +149,13 @@ class PretrainModule(VioletModule):
     ) -> None:
         if vtm_on not in ("masked", "unmasked"):
             raise ValueError(f"vtm_on must be 'masked' or 'unmasked', got {vtm_on!r}")
+        if vtm_direction not in ("video_to_text", "both"):
+            raise ValueError(f"vtm_direction must be 'video_to_text' or 'both', got {vtm_direction!r}")
+        if vtm_direction == "both" and vtm_negatives is not None:
+            raise ValueError(
+                f"vtm_direction='both' scores every text against every video of the batch: it needs "
+                f"vtm_negatives=None (all in-batch texts), got vtm_negatives={vtm_negatives}"
+            )
         check_loss_scale(loss_scale)
         self.mvm_targets: MVMTargets = build_targets(
             mvm_targets or {"sif": 1.0}, mvm_target_options, loss_scale
@@ -255,7 +281,12 @@ class PretrainModule(VioletModule):
         masked_video = apply_mask(batch.video, mask, self.cfg.video_stride, self.mask_token)
         fused, vtm_logits = self.joint_forward(batch, masked_video, masked_ids, pairs)
         out: dict[str, Tensor] = {}
-        if vtm_logits is not None:
+        if vtm_logits is not None and self.hparams.get("vtm_direction") == "both":
+            scores = pairs_to_matrix(vtm_logits, pairs)
+            vtm = bidirectional_contrastive_loss(scores, self.hparams.vtm_temperature, reduction="mean")
+            vtm["acc"] = vtm.pop("acc_v2t")
+            out.update({f"vtm_{k}": v for k, v in vtm.items()})
+        elif vtm_logits is not None:
             vtm = vtm_loss(vtm_logits, self.hparams.vtm_temperature)
             out.update({f"vtm_{k}": v for k, v in vtm.items()})
         out.update({f"mlm_{k}": v for k, v in mlm_loss(self.model.mlm_logits(fused), labels).items()})
