@@ -328,3 +328,16 @@ def test_each_epoch_draws_new_frames_and_crops_even_with_persistent_workers(root
     changed = [sum(not torch.equal(a[k], b[k]) for k in a) for a, b in zip(seen, seen[1:])]
     # the persistent workers' dataset copies never see set_epoch: before the fix every clip repeated exactly
     assert min(changed) >= len(seen[0]) // 2, changed
+
+
+def test_options_in_the_prompt_get_the_release_length_and_a_cut_is_reported(root: Path, caplog) -> None:
+    dm = module(MultipleChoiceDataModule, root, text_layout="mc_prompt")
+    assert dm.max_text_len == 100  # at the generic default of 25 the synthetic prompts lose their last options
+    batch = first(dm.train_dataloader())
+    assert all((row == 3).sum() >= 6 for row in batch.text_ids)  # [SEP] after the question, each option, [MASK]
+    assert not caplog.records
+    short = module(MultipleChoiceDataModule, root, text_layout="mc_prompt", max_text_len=12)
+    with caplog.at_level("WARNING", logger="violetv2.data.dataset"):
+        first(short.train_dataloader())
+    cut = [r.getMessage() for r in caplog.records if "max_text_len=12" in r.getMessage()]
+    assert len(cut) == 1 and "options after the cut are not seen" in cut[0]

@@ -326,7 +326,8 @@ class VideoTextDataModule(L.LightningDataModule):
         image_size: Frame side in pixels.
         tokenizer: Tokenizer name or directory (default: the synthetic benchmark's with ``synthetic``, else
             ``bert-base-uncased``).
-        max_text_len: Text length ``L`` (None: the benchmark's, else 25; 32 for pre-training); the
+        max_text_len: Text length ``L`` (None: the benchmark's, else 25, 100 with ``mc_prompt``; 32 for
+            pre-training); the
             ``mc_prompt`` / ``qa`` layouts give ``L + 3`` / ``L + 5`` ids.
         seed: Seed of shuffling and of the random frame / crop draws.
         shuffle_buffer: Within-worker shuffle block of shard sources.
@@ -388,8 +389,10 @@ class VideoTextDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         preset = _preset(benchmark)
-        max_text_len = max_text_len or preset.get("max_text_len", self.default_max_text_len)
         self.benchmark, self.text_layout = benchmark, text_layout or preset.get("text_layout")
+        # options in the prompt need the release's TGIF length (100): at 25 the later options are cut off
+        default_len = 100 if self.text_layout == "mc_prompt" else self.default_max_text_len
+        max_text_len = max_text_len or preset.get("max_text_len", default_len)
         self.train_transform = train_transform or preset.get("train_transform", "random_crop")
         self.eval_transform = eval_transform or preset.get("eval_transform", "center_crop")
         self.frame_sampling, self.num_clips, self.stored_frames = frame_sampling, num_clips, stored_frames

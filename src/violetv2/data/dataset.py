@@ -156,6 +156,7 @@ class VideoTextDataset(Dataset):
         self.extensions = tuple(e.lower() for e in extensions)
         self.transform = transform or (TrainTransform if train else EvalTransform)(image_size)
         self.skipped = 0
+        self._warned_cut = False
         self._bad: dict[str, str] = {}
         self._paths: dict[str, Path | None] = {}
 
@@ -294,6 +295,14 @@ class VideoTextDataset(Dataset):
         tok, length = self.tokenizer, self.max_text_len
         if layout == "mc_prompt":
             fields = _fields(layouts.mc_prompt(tok, record.text, record.options, record.label, length))
+            if not self._warned_cut and layouts.prompt_pieces(tok, record.text, record.options) > length - 1:
+                self._warned_cut = True
+                log.warning(
+                    "record %s (%s): its prompt has %d word pieces, max_text_len=%d keeps %d: the options after "
+                    "the cut are not seen by the model (the release's TGIF length is 100)",
+                    record.sample_id, record.source,
+                    layouts.prompt_pieces(tok, record.text, record.options), length, length - 1,
+                )  # fmt: skip
             return {**fields, "label": label}
         options = layouts.choice(tok, record.text, record.options, length)
         question = layouts.caption(tok, record.text, length)

@@ -46,6 +46,7 @@ __all__ = [
     "choice",
     "fill_blank",
     "mc_prompt",
+    "prompt_pieces",
     "qa",
     "with_mask",
 ]
@@ -147,16 +148,25 @@ def mc_prompt(
     Raises:
         ValueError: An option index is not a single vocabulary entry.
     """
-    text = question
-    for i, option in enumerate(options):
-        text += f" {tokenizer.sep_token} option {i}: {option}"
-    ids, mask = _finish(tokenizer, with_mask(tokenizer, _pieces(tokenizer, text), [], max_len))
+    ids, mask = _finish(tokenizer, with_mask(tokenizer, _prompt(tokenizer, question, options), [], max_len))
     if answer_index is None:
         return Encoded(ids, mask, torch.full_like(ids, IGNORE_INDEX))
     label = answer_token_id(tokenizer, str(answer_index))
     if label == IGNORE_INDEX:
         raise ValueError(f"option index {answer_index!r} is not a vocabulary entry of the tokenizer")
     return Encoded(ids, mask, _label_at_mask(tokenizer, ids, label))
+
+
+def _prompt(tokenizer: PreTrainedTokenizerBase, question: str, options: Sequence[str]) -> list[int]:
+    text = question
+    for i, option in enumerate(options):
+        text += f" {tokenizer.sep_token} option {i}: {option}"
+    return _pieces(tokenizer, text)
+
+
+def prompt_pieces(tokenizer: PreTrainedTokenizerBase, question: str, options: Sequence[str]) -> int:
+    """Word pieces of the :func:`mc_prompt` text before the cut (it keeps ``max_len - 1`` of them)."""
+    return len(_prompt(tokenizer, question, options))
 
 
 def qa(tokenizer: PreTrainedTokenizerBase, question: str, answer: str | None, max_len: int) -> Encoded:
