@@ -332,9 +332,11 @@ def test_each_epoch_draws_new_frames_and_crops_even_with_persistent_workers(root
 
 def test_options_in_the_prompt_get_the_release_length_and_a_cut_is_reported(root: Path, caplog) -> None:
     dm = module(MultipleChoiceDataModule, root, text_layout="mc_prompt")
-    assert dm.max_text_len == 100  # at the generic default of 25 the synthetic prompts lose their last options
+    # at the generic default of 25 the synthetic prompts would lose their last options
+    assert dm.max_text_len == 100
     batch = first(dm.train_dataloader())
-    assert all((row == 3).sum() >= 6 for row in batch.text_ids)  # [SEP] after the question, each option, [MASK]
+    # [SEP] after the question and after each option but the last, and after the [MASK]
+    assert all((row == 3).sum() >= 6 for row in batch.text_ids)
     assert not caplog.records
     short = module(MultipleChoiceDataModule, root, text_layout="mc_prompt", max_text_len=12)
     with caplog.at_level("WARNING", logger="violetv2.data.dataset"):
