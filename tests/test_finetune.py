@@ -10,7 +10,6 @@ own 2000 + 250-clip benchmark for the runs after pre-training."""
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 from collections import Counter
@@ -172,7 +171,8 @@ def pretrained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     quickstart fine-tuning configs, run there, start from its ``outputs/quickstart/checkpoints/last.ckpt``
     (their ``init_checkpoint_if_exists``), as the README's fine-tuning steps do."""
     work = tmp_path_factory.mktemp("after_make_demo")
-    with contextlib.chdir(work):
+    with pytest.MonkeyPatch.context() as mp:  # the module-scoped fixture cannot take `monkeypatch`
+        mp.chdir(work)
         main(["fit", "--config", str(ROOT / "configs" / "quickstart.yaml"), "--trainer.enable_progress_bar",
               "false", "--trainer.enable_model_summary", "false"])  # fmt: skip
     assert (work / "outputs" / "quickstart" / "checkpoints" / "last.ckpt").is_file()
@@ -185,7 +185,8 @@ def run_after_demo(family: str, work: Path, steps: int, *extra: str) -> dict[str
     config = ["--config", str(ROOT / "configs" / "quickstart" / f"{family}.yaml"),
               "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false", *extra]  # fmt: skip
     out = work / "outputs" / f"quickstart_{family}"
-    with contextlib.chdir(work):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(work)
         main(["fit", *config, "--trainer.max_steps", str(steps), "--trainer.max_epochs", "1000",
               "--trainer.limit_val_batches", "0"])  # fmt: skip
         hparams = (sorted((out / "logs").glob("version_*/hparams.yaml"))[-1]).read_text()

@@ -294,15 +294,18 @@ class VideoTextDataset(Dataset):
         label = IGNORE_INDEX if record.label is None else record.label
         tok, length = self.tokenizer, self.max_text_len
         if layout == "mc_prompt":
-            fields = _fields(layouts.mc_prompt(tok, record.text, record.options, record.label, length))
-            if not self._warned_cut and layouts.prompt_pieces(tok, record.text, record.options) > length - 1:
+
+            def cut(pieces: int) -> None:
                 self._warned_cut = True
                 log.warning(
                     "record %s (%s): its prompt has %d word pieces, max_text_len=%d keeps %d: the options after "
                     "the cut are not seen by the model (the release's TGIF length is 100)",
-                    record.sample_id, record.source,
-                    layouts.prompt_pieces(tok, record.text, record.options), length, length - 1,
+                    record.sample_id, record.source, pieces, length, length - 1,
                 )  # fmt: skip
+
+            on_cut = None if self._warned_cut else cut
+            prompt = layouts.mc_prompt(tok, record.text, record.options, record.label, length, on_cut)
+            fields = _fields(prompt)
             return {**fields, "label": label}
         options = layouts.choice(tok, record.text, record.options, length)
         question = layouts.caption(tok, record.text, length)

@@ -27,7 +27,7 @@ assume ``"answer: "`` is two word pieces, true for BERT and for the synthetic be
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -46,7 +46,6 @@ __all__ = [
     "choice",
     "fill_blank",
     "mc_prompt",
-    "prompt_pieces",
     "qa",
     "with_mask",
 ]
@@ -132,6 +131,7 @@ def mc_prompt(
     options: Sequence[str],
     answer_index: int | None,
     max_len: int,
+    on_cut: Callable[[int], None] | None = None,
 ) -> Encoded:
     """TGIF-Action / Transition: every option in the prompt, the MLM head names the option index.
 
@@ -144,29 +144,24 @@ def mc_prompt(
         options: The options in file order.
         answer_index: Index of the right option (None: labels all ignored, e.g. for prediction).
         max_len: ``L``.
+        on_cut: Called with the prompt's word-piece count when it is longer than the ``L - 1`` kept.
 
     Raises:
         ValueError: An option index is not a single vocabulary entry.
     """
-    ids, mask = _finish(tokenizer, with_mask(tokenizer, _prompt(tokenizer, question, options), [], max_len))
+    text = question
+    for i, option in enumerate(options):
+        text += f" {tokenizer.sep_token} option {i}: {option}"
+    pieces = _pieces(tokenizer, text)
+    if on_cut is not None and len(pieces) > max_len - 1:
+        on_cut(len(pieces))
+    ids, mask = _finish(tokenizer, with_mask(tokenizer, pieces, [], max_len))
     if answer_index is None:
         return Encoded(ids, mask, torch.full_like(ids, IGNORE_INDEX))
     label = answer_token_id(tokenizer, str(answer_index))
     if label == IGNORE_INDEX:
         raise ValueError(f"option index {answer_index!r} is not a vocabulary entry of the tokenizer")
     return Encoded(ids, mask, _label_at_mask(tokenizer, ids, label))
-
-
-def _prompt(tokenizer: PreTrainedTokenizerBase, question: str, options: Sequence[str]) -> list[int]:
-    text = question
-    for i, option in enumerate(options):
-        text += f" {tokenizer.sep_token} option {i}: {option}"
-    return _pieces(tokenizer, text)
-
-
-def prompt_pieces(tokenizer: PreTrainedTokenizerBase, question: str, options: Sequence[str]) -> int:
-    """Word pieces of the :func:`mc_prompt` text before the cut (it keeps ``max_len - 1`` of them)."""
-    return len(_prompt(tokenizer, question, options))
 
 
 def qa(tokenizer: PreTrainedTokenizerBase, question: str, answer: str | None, max_len: int) -> Encoded:

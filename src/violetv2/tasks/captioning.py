@@ -251,11 +251,7 @@ class CaptioningModule(DownstreamModule):
             ids, mask_token_id=special["mask"], pad_token_id=special["pad"], prob=self.hparams.mask_prob
         )
         logits = self.teacher_forced_logits(self.encode(batch), masked, self.rows(batch, "text_mask"))
-        out = mlm_loss(logits, labels)
-        b = ids.shape[0]
-        self.log("train/acc", out["acc"], batch_size=b)
-        self.log("train/loss", out["loss"], batch_size=b, prog_bar=True)
-        return out["loss"]
+        return self.log_train(mlm_loss(logits, labels), ids.shape[0])
 
     # ------------------------------------------------------------------ generation
     def generate(self, video: VideoTokens, return_step_logits: bool = False) -> DecodeOutput:

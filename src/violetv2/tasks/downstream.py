@@ -149,6 +149,12 @@ class DownstreamModule(VioletModule):
                 "once per source"
             )
 
+    def log_train(self, out: dict[str, Tensor], batch_size: int) -> Tensor:
+        """Log a training step's ``loss`` and ``acc`` (``train/...``) and return the loss."""
+        self.log("train/acc", out["acc"], batch_size=batch_size)
+        self.log("train/loss", out["loss"], batch_size=batch_size, prog_bar=True)
+        return out["loss"]
+
     def log_accuracy(self, stage: str, name: str, preds: Tensor, target: Tensor, index: Tensor) -> None:
         """Accumulate ``preds`` vs ``target`` (``-100`` = never correct) and log the epoch accuracy (%)."""
         metric = self.accuracy[f"{stage}_{name}"]

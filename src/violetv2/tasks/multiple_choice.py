@@ -63,9 +63,7 @@ class MultipleChoiceModule(DownstreamModule):
         self.require(batch, "label")
         logits = self.forward_batch(batch)
         out = multiple_choice_loss(logits, self.rows(batch, "label"), self.hparams.temperature)
-        self.log("train/acc", out["acc"], batch_size=logits.shape[0])
-        self.log("train/loss", out["loss"], batch_size=logits.shape[0], prog_bar=True)
-        return out["loss"]
+        return self.log_train(out, logits.shape[0])
 
     def _evaluate(self, batch: VideoTextBatch, stage: str) -> None:
         self.require(batch, "label")
@@ -163,9 +161,7 @@ class PromptChoiceModule(DownstreamModule):
         logits, pos = self.forward_batch(batch)
         answer, _ = self.targets(batch, pos)
         out = mlm_loss(logits, answer)
-        self.log("train/acc", out["acc"], batch_size=logits.shape[0])
-        self.log("train/loss", out["loss"], batch_size=logits.shape[0], prog_bar=True)
-        return out["loss"]
+        return self.log_train(out, logits.shape[0])
 
     def _evaluate(self, batch: VideoTextBatch, stage: str) -> None:
         logits, pos = self.forward_batch(batch)

@@ -113,9 +113,7 @@ class OpenQAModule(DownstreamModule):
         if target is None:
             raise ValueError("batch lacks answers (answer_ids for the MLM head, label for the classifier)")
         out = answer_loss(logits, target)
-        self.log("train/acc", out["acc"], batch_size=logits.shape[0])
-        self.log("train/loss", out["loss"], batch_size=logits.shape[0], prog_bar=True)
-        return out["loss"]
+        return self.log_train(out, logits.shape[0])
 
     def _evaluate(self, batch: VideoTextBatch, stage: str) -> None:
         logits, target = self.forward_batch(batch)
