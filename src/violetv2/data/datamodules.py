@@ -586,7 +586,12 @@ class MultipleChoiceDataModule(VideoTextDataModule):
     ``answer_ids`` at the ``[MASK]``). Synthetic: an MSRVTT-MC-layout file whose options are captions (one
     true), or with ``mc_prompt`` the TGIF-Action-layout files.
 
-    Arguments: see :class:`VideoTextDataModule`.
+    Args:
+        shuffle_options: Present each training question's options in a fresh random order every epoch (the
+            label follows its option), so that a question cannot be fitted by remembering its answer's index.
+            Off by default: the release trains on the annotation's order.
+        *args: See :class:`VideoTextDataModule`.
+        **kwargs: See :class:`VideoTextDataModule`.
     """
 
     synthetic_files: ClassVar = {
@@ -600,8 +605,15 @@ class MultipleChoiceDataModule(VideoTextDataModule):
         "test": ("tgif_action_csv", "action_test", {}, None),
     }
 
+    def __init__(self, *args: Any, shuffle_options: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.shuffle_options = shuffle_options
+
     def _synthetic_files(self) -> dict[str, tuple[str, str, dict[str, Any], str | None]]:
         return self.synthetic_prompt_files if self.text_layout == "mc_prompt" else self.synthetic_files
+
+    def _extra_dataset_options(self) -> dict[str, Any]:
+        return {"shuffle_options": self.shuffle_options}
 
 
 class QADataModule(VideoTextDataModule):

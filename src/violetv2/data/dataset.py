@@ -23,6 +23,7 @@ The replacement keeps its own ``index``, so metrics de-duplicating by index coun
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 from collections.abc import Callable, Sequence
@@ -121,6 +122,9 @@ class VideoTextDataset(Dataset):
             :func:`~violetv2.data.video.sample_indices`).
         stored_frames: Sample as the release does from frame stores of this many frames per video (see
             :func:`~violetv2.data.video.sample_indices`); None: from every decoded frame.
+        shuffle_options: In training, present a multiple-choice record's options in a fresh random order
+            each epoch (``label`` follows its option): a question then cannot be fitted by remembering the
+            index of its answer. Off by default (the release keeps the annotation's order).
     """
 
     def __init__(
@@ -141,12 +145,14 @@ class VideoTextDataset(Dataset):
         answer_vocab: Sequence[str] | None = None,
         sampling: Sampling = "release",
         stored_frames: int | None = None,
+        shuffle_options: bool = False,
     ) -> None:
         if not records:
             raise ValueError("VideoTextDataset needs at least one record")
         if text_layout is not None and text_layout not in LAYOUTS:
             raise ValueError(f"unknown text_layout {text_layout!r}; choose from {list(LAYOUTS)} or None")
         self.text_layout, self.sampling, self.stored_frames = text_layout, sampling, stored_frames
+        self.shuffle_options = shuffle_options
         self.answer_index = None if answer_vocab is None else {a: i for i, a in enumerate(answer_vocab)}
         self.records = list(records)
         self.video_root = Path(video_root)
@@ -262,7 +268,7 @@ class VideoTextDataset(Dataset):
     def _text_fields(self, record: Record, rng: random.Random | None = None) -> dict[str, Any]:
         layout, tok, length = self.layout_of(record), self.tokenizer, self.max_text_len
         if layout in ("choice", "mc_prompt"):
-            fields = self._choice(record, layout)
+            fields = self._choice(record, layout, rng)
         elif layout == "caption":
             fields = _fields(layouts.caption(tok, self._caption_text(record, rng), length))
         elif record.task not in ("open_qa", "fill_blank"):
@@ -288,9 +294,13 @@ class VideoTextDataset(Dataset):
             return record.text
         return " ".join(rng.sample(caps, rng.randint(1, len(caps))))
 
-    def _choice(self, record: Record, layout: str) -> dict[str, Any]:
+    def _choice(self, record: Record, layout: str, rng: random.Random | None = None) -> dict[str, Any]:
         if not record.options:
             raise ValueError(f"multiple-choice record {record.sample_id} ({record.source}) has no options")
+        if self.shuffle_options and self.train and rng is not None and record.label is not None:
+            order = rng.sample(range(len(record.options)), len(record.options))
+            options = [record.options[k] for k in order]
+            record = dataclasses.replace(record, options=options, label=order.index(record.label))
         label = IGNORE_INDEX if record.label is None else record.label
         tok, length = self.tokenizer, self.max_text_len
         if layout == "mc_prompt":
