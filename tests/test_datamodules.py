@@ -94,6 +94,9 @@ def test_multiple_choice_family(root: Path) -> None:
     check_common(batch, 25)
     assert batch.option_ids.shape == (2, 5, 25) and batch.label.shape == (2,)
     assert ((batch.label >= 0) & (batch.label < 5)).all() and batch.index.shape == (2,)
+    assert not dm.datasets["train"][0].shuffle_options
+    shuffled = module(MultipleChoiceDataModule, root, shuffle_options=True)
+    assert shuffled.datasets["train"][0].shuffle_options and shuffled.datasets["test"][0].shuffle_options
 
 
 def test_prompt_multiple_choice_family(root: Path) -> None:

@@ -132,6 +132,30 @@ def test_multiple_choice_prompt_layout(root: Path, prompt_tokenizer) -> None:
     assert ids[-3:].tolist() == [tok.mask_token_id, tok.sep_token_id, 0]  # options cut at L - 1 pieces
 
 
+def test_shuffled_options_move_their_label_and_change_between_epochs(root: Path, tokenizer) -> None:
+    options = ["a man", "a dog", "a cat", "guitar", "runs"]
+    records = [Record(f"m{i}", "sparse", "", "multiple_choice", options, label=i % 5) for i in range(8)]
+
+    def shown(ds: VideoTextDataset, epoch: int) -> list[list[int]]:
+        ds.set_epoch(epoch)  # which option row holds each original option, per sample
+        rows = []
+        for i in range(len(records)):
+            sample = ds[i]
+            truth = [layouts.caption(tokenizer, o, MAX_LEN).ids for o in options]
+            order = [next(k for k, t in enumerate(truth) if torch.equal(row, t)) for row in sample["option_ids"]]
+            assert order[sample["label"]] == records[i].label  # the label follows the right option
+            rows.append(order)
+        return rows
+
+    plain = make_dataset(records, root, tokenizer, train=True)
+    assert shown(plain, 0) == [list(range(5))] * 8  # off by default: the file's order
+    shuffled = make_dataset(records, root, tokenizer, train=True, shuffle_options=True)
+    first, again, second = shown(shuffled, 0), shown(shuffled, 0), shown(shuffled, 1)
+    assert first == again and first != second  # a function of (seed, epoch, sample)
+    assert sum(order != list(range(5)) for order in first) >= 6
+    assert shown(make_dataset(records, root, tokenizer, shuffle_options=True), 0) == [list(range(5))] * 8  # eval
+
+
 @pytest.mark.parametrize(
     ("task", "text", "answer", "single"),
     [
