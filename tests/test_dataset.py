@@ -142,7 +142,9 @@ def test_shuffled_options_move_their_label_and_change_between_epochs(root: Path,
         for i in range(len(records)):
             sample = ds[i]
             truth = [layouts.caption(tokenizer, o, MAX_LEN).ids for o in options]
-            order = [next(k for k, t in enumerate(truth) if torch.equal(row, t)) for row in sample["option_ids"]]
+            order = [
+                next(k for k, t in enumerate(truth) if torch.equal(row, t)) for row in sample["option_ids"]
+            ]
             assert order[sample["label"]] == records[i].label  # the label follows the right option
             rows.append(order)
         return rows
@@ -153,7 +155,9 @@ def test_shuffled_options_move_their_label_and_change_between_epochs(root: Path,
     first, again, second = shown(shuffled, 0), shown(shuffled, 0), shown(shuffled, 1)
     assert first == again and first != second  # a function of (seed, epoch, sample)
     assert sum(order != list(range(5)) for order in first) >= 6
-    assert shown(make_dataset(records, root, tokenizer, shuffle_options=True), 0) == [list(range(5))] * 8  # eval
+    assert (
+        shown(make_dataset(records, root, tokenizer, shuffle_options=True), 0) == [list(range(5))] * 8
+    )  # eval
 
 
 @pytest.mark.parametrize(
