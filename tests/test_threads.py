@@ -1,4 +1,4 @@
-"""Thread settings of `violet fit`: the training process takes the cores other jobs leave, at least one."""
+"""Thread settings of `violet fit`: a count from the machine's cores and the run's workers, never its load."""
 
 import os
 
@@ -10,19 +10,29 @@ from violetv2.cli import busy_cores, set_training_threads, training_threads
 
 
 @pytest.mark.parametrize(
-    ("cores", "busy", "workers", "expected"),
+    ("cores", "workers", "expected"),
     [
-        (2, 0.0, 2, 2),  # idle 2-core machine: both cores (workers mostly wait)
-        (2, 0.4, 2, 2),
-        (2, 0.8, 2, 1),  # about one core taken by other jobs
-        (2, 9.0, 2, 1),  # heavily shared: never fewer than one
-        (1, 0.0, 0, 1),
-        (16, 0.0, 8, 12),  # from 4 cores up, each two workers keep a core
-        (16, 6.0, 8, 10),
+        (2, 2, 2),  # 2-core machine: both cores (workers mostly wait)
+        (1, 0, 1),
+        (4, 8, 1),  # never fewer than one
+        (16, 8, 12),  # from 4 cores up, each two workers keep a core
     ],
 )
-def test_training_threads(cores, busy, workers, expected):
-    assert training_threads(cores, busy, workers) == expected
+def test_training_threads(cores, workers, expected):
+    assert training_threads(cores, workers) == expected
+
+
+def test_the_thread_count_does_not_follow_the_load(monkeypatch):
+    before = torch.get_num_threads()
+    monkeypatch.delenv("VIOLET_NUM_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(cli, "usable_cores", lambda: 2)
+    try:
+        for busy in (0.0, 1.0, 9.0):
+            monkeypatch.setattr(cli, "busy_cores", lambda busy=busy: busy)
+            assert set_training_threads(2) == 2 and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_busy_cores_is_within_the_machine():

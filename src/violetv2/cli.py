@@ -124,9 +124,16 @@ class VioletCLI(LightningCLI):
         data = self.config[self.subcommand].get("data") or {}
         workers = (data.get("init_args") or {}).get("num_workers", 0) or 0
         threads = set_training_threads(int(workers))
-        if threads is not None:
-            print(f"violetv2: {threads} training thread(s) on {usable_cores()} cores ({workers} data workers; "
-                  "set VIOLET_NUM_THREADS to choose)", file=sys.stderr, flush=True)  # fmt: skip
+        if threads is None:
+            return
+        note = f"violetv2: {threads} training thread(s) on {usable_cores()} cores ({workers} data workers)"
+        busy = busy_cores()
+        if threads > 1 and busy >= 0.75:
+            note += (f"; other processes keep {busy:.1f} cores busy: VIOLET_NUM_THREADS=1 may run faster here, "
+                     "and changes float rounding, so give it to every run you compare")  # fmt: skip
+        else:
+            note += "; set VIOLET_NUM_THREADS to choose"
+        print(note, file=sys.stderr, flush=True)
 
 
 def usable_cores() -> int:
@@ -156,8 +163,9 @@ def busy_cores(seconds: float = 0.5) -> float:
     return 0.0 if total <= 0 else (os.cpu_count() or 1) * (1.0 - (idle1 - idle0) / total)
 
 
-def training_threads(cores: int, busy: float, num_workers: int) -> int:
-    """Intra-op threads for the training process: the cores left by other jobs, at least one.
+def training_threads(cores: int, num_workers: int) -> int:
+    """Intra-op threads for the training process, from the machine alone (never its load: the thread count
+    changes float summation order, so a count chosen from the load made the same run give different numbers).
 
     DataLoader workers run one intra-op thread each (PyTorch sets it) and are idle most of the time when
     decoding is faster than training (the quickstart: data time under 10 ms a step), so they are not given
@@ -165,11 +173,10 @@ def training_threads(cores: int, busy: float, num_workers: int) -> int:
 
     Args:
         cores: Cores this process may use.
-        busy: Cores kept busy by other processes (:func:`busy_cores`).
         num_workers: DataLoader worker processes of the run.
     """
     reserved = num_workers // 2 if cores >= 4 else 0
-    return max(1, min(cores - reserved, round(cores - busy)))
+    return max(1, cores - reserved)
 
 
 def set_training_threads(num_workers: int) -> int | None:
@@ -181,7 +188,7 @@ def set_training_threads(num_workers: int) -> int | None:
         return None
     if os.environ.get("OMP_NUM_THREADS"):
         return None
-    threads = training_threads(usable_cores(), busy_cores(), num_workers)
+    threads = training_threads(usable_cores(), num_workers)
     torch.set_num_threads(threads)
     return threads
 
