@@ -210,7 +210,7 @@ def run_after_demo(family: str, work: Path, steps: int, *extra: str) -> dict[str
             marks=pytest.mark.skip(
                 reason="not reached: after the quickstart pre-training, 300 steps (lr 1e-3) leave the loss at ln 5 "
                 "and test accuracy 20.4 (chance 20) on the action questions; 1500-2000 steps: 27.2-29.2 (also with "
-                "shuffled options); caption-choice questions in the prompt layout, 1500 steps: 19.6 (train ~50%). "
+                "shuffled options), 4000 steps: 29.2; caption-choice questions in the prompt layout, 1500 steps: 19.6 (train ~50%). "
                 "The VTM head reaches 43.6 on the same action questions in 600 steps. Too thin a margin for the test"
             ),
         ),
