@@ -160,6 +160,28 @@ def test_shuffled_options_move_their_label_and_change_between_epochs(root: Path,
     )  # eval
 
 
+def test_shuffled_prompt_options_keep_the_answer_digit_on_the_answer(root: Path, prompt_tokenizer) -> None:
+    tok, options = prompt_tokenizer, ["a man", "a dog", "a cat", "guitar", "runs"]
+    record = Record("t0", "sparse", "what does the man do ?", "multiple_choice", options, label=3)
+    ds = make_dataset(
+        [record], root, tok, text_layout="mc_prompt", max_text_len=40, train=True, shuffle_options=True
+    )
+    labels = set()
+    for epoch in range(6):
+        ds.set_epoch(epoch)
+        sample = ds[0]
+        words = tok.decode(sample["text_ids"][sample["text_mask"].bool()], skip_special_tokens=False)
+        shown = f"option {sample['label']} : {options[3]}"  # the right option sits where the label points
+        assert shown in words, words
+        digit = sample["answer_ids"][sample["text_ids"] == tok.mask_token_id].item()
+        assert digit == tok.convert_tokens_to_ids(str(sample["label"]))
+        labels.add(sample["label"])
+    assert len(labels) > 1
+    bad = Record("t1", "sparse", "what ?", "multiple_choice", options, label=7)
+    with pytest.raises(ValueError, match="t1.*label 7 is not an index of its 5 options"):
+        make_dataset([bad], root, tok, text_layout="mc_prompt", train=True, shuffle_options=True)[0]
+
+
 @pytest.mark.parametrize(
     ("task", "text", "answer", "single"),
     [

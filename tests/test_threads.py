@@ -53,7 +53,6 @@ def test_user_thread_counts_win(monkeypatch):
         torch.set_num_threads(2)
         assert set_training_threads(2) is None and torch.get_num_threads() == 2
         monkeypatch.delenv("OMP_NUM_THREADS")
-        monkeypatch.setattr(cli, "busy_cores", lambda: 0.0)
         monkeypatch.setattr(cli, "usable_cores", lambda: 1)
         assert set_training_threads(0) == 1 and torch.get_num_threads() == 1
     finally:

@@ -127,8 +127,8 @@ class VioletCLI(LightningCLI):
         if threads is None:
             return
         note = f"violetv2: {threads} training thread(s) on {usable_cores()} cores ({workers} data workers)"
-        busy = busy_cores()
-        if threads > 1 and busy >= 0.75:
+        busy = busy_cores() if threads > 1 else 0.0
+        if busy >= 0.75:
             note += (f"; other processes keep {busy:.1f} cores busy: VIOLET_NUM_THREADS=1 may run faster here, "
                      "and changes float rounding, so give it to every run you compare")  # fmt: skip
         else:
@@ -164,8 +164,9 @@ def busy_cores(seconds: float = 0.5) -> float:
 
 
 def training_threads(cores: int, num_workers: int) -> int:
-    """Intra-op threads for the training process, from the machine alone (never its load: the thread count
-    changes float summation order, so a count chosen from the load made the same run give different numbers).
+    """Intra-op threads for the training process, from the machine's cores and the run's workers, never its load
+    (the thread count changes float summation order, so a count chosen from the load made the same run give
+    different numbers).
 
     DataLoader workers run one intra-op thread each (PyTorch sets it) and are idle most of the time when
     decoding is faster than training (the quickstart: data time under 10 ms a step), so they are not given

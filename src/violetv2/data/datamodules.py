@@ -496,6 +496,7 @@ class VideoTextDataModule(L.LightningDataModule):
             # the shard reader decodes with a VideoTextDataset: give it the same text / sampling settings
             sharded.samples.text_layout, sharded.samples.sampling = self.text_layout, self.frame_sampling
             sharded.samples.stored_frames = self.stored_frames
+            sharded.samples.shuffle_options = self._extra_dataset_options().get("shuffle_options", False)
             return sharded
         extra = {"text_layout": self.text_layout, "sampling": self.frame_sampling}
         extra |= {"stored_frames": self.stored_frames, **self._extra_dataset_options()}

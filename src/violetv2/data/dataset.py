@@ -124,7 +124,8 @@ class VideoTextDataset(Dataset):
             :func:`~violetv2.data.video.sample_indices`); None: from every decoded frame.
         shuffle_options: In training, present a multiple-choice record's options in a fresh random order
             each epoch (``label`` follows its option): a question then cannot be fitted by remembering the
-            index of its answer. Off by default (the release keeps the annotation's order).
+            index of its answer (records without a label keep their order). Off by default (the release keeps
+            the annotation's order).
     """
 
     def __init__(
@@ -298,6 +299,11 @@ class VideoTextDataset(Dataset):
         if not record.options:
             raise ValueError(f"multiple-choice record {record.sample_id} ({record.source}) has no options")
         if self.shuffle_options and self.train and rng is not None and record.label is not None:
+            if not 0 <= record.label < len(record.options):
+                raise ValueError(
+                    f"multiple-choice record {record.sample_id} ({record.source}): label {record.label} is not "
+                    f"an index of its {len(record.options)} options"
+                )
             order = rng.sample(range(len(record.options)), len(record.options))
             options = [record.options[k] for k in order]
             record = dataclasses.replace(record, options=options, label=order.index(record.label))

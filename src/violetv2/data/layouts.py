@@ -141,7 +141,7 @@ def mc_prompt(
     Args:
         tokenizer: BERT-style tokenizer (``str(i)`` must be a vocabulary entry for every option index).
         question: The question.
-        options: The options in file order.
+        options: The options, in the order the prompt presents them (the file's, unless shuffled).
         answer_index: Index of the right option (None: labels all ignored, e.g. for prediction).
         max_len: ``L``.
         on_cut: Called with the prompt's word-piece count when it is longer than the ``L - 1`` kept.

@@ -49,7 +49,7 @@ from violetv2.data.synthetic_render import ClipSpec, render_to_files, sample_cli
 
 __all__ = ["SyntheticPaths", "generate", "build_tokenizer", "wordpiece_vocab", "main", "FORMAT_VERSION"]
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: videos encoded without x264 mbtree (reproducible); older benchmarks regenerate
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 TGIF_MC_HEADER = ["gif_name", "question", "a1", "a2", "a3", "a4", "a5", "answer", "vid_id", "key"]
 TGIF_FRAMEQA_HEADER = ["gif_name", "question", "answer", "type", "vid_id", "key", "description"]
