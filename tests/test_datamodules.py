@@ -253,6 +253,24 @@ def shards(root: Path) -> Path:
     return root / "shards"
 
 
+def test_shard_sources_decode_with_the_task_sample_options(root: Path, tmp_path: Path) -> None:
+    records = read_annotations("msrvtt_mc_csv", root / "msrvtt_mc/MSR_MC_train.csv")[:8]
+    write_shards(records, root / "videos", tmp_path / "mc", samples_per_shard=4, mode="bytes")
+    file_label = {r.sample_id: r.label for r in records}
+    kw = {**COMMON, "batch_size": 8, "tokenizer": str(root / "tokenizer")}
+
+    def labels(**extra) -> dict[str, int]:
+        dm = MultipleChoiceDataModule(train=[Source(shards=str(tmp_path / "mc"))], **kw, **extra)
+        dm.setup("fit")
+        batch = next(iter(dm.train_dataloader()))
+        assert batch.option_ids.shape[:2] == (8, 5)
+        return dict(zip(batch.sample_ids, batch.label.tolist(), strict=True))
+
+    assert labels() == file_label
+    shuffled = labels(shuffle_options=True)
+    assert shuffled.keys() == file_label.keys() and shuffled != file_label
+
+
 def test_mixed_loader_resumes_exactly(root: Path, images: Source, shards: Path) -> None:
     full_loader = _mixed_module(root, images, shards).train_dataloader()
     full_loader.set_epoch(1)

@@ -1,6 +1,7 @@
 """Thread settings of `violet fit`: a count from the machine's cores and the run's workers, never its load."""
 
 import os
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -55,5 +56,21 @@ def test_user_thread_counts_win(monkeypatch):
         monkeypatch.delenv("OMP_NUM_THREADS")
         monkeypatch.setattr(cli, "usable_cores", lambda: 1)
         assert set_training_threads(0) == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_a_busy_machine_gets_a_note_not_fewer_threads(monkeypatch, capsys):
+    before = torch.get_num_threads()
+    monkeypatch.delenv("VIOLET_NUM_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(cli, "usable_cores", lambda: 2)
+    fit = SimpleNamespace(subcommand="fit", config={"fit": {"data": {"init_args": {"num_workers": 2}}}})
+    try:
+        for busy, note in ((0.0, "set VIOLET_NUM_THREADS to choose"), (1.5, "keep 1.5 cores busy")):
+            monkeypatch.setattr(cli, "busy_cores", lambda busy=busy: busy)
+            cli.VioletCLI._set_threads(fit)
+            err = capsys.readouterr().err
+            assert "2 training thread(s) on 2 cores" in err and note in err and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)

@@ -486,20 +486,16 @@ class VideoTextDataModule(L.LightningDataModule):
     def _dataset(self, source: Source, split: str) -> VideoTextDataset | ShardedVideoTextDataset:
         common = self.dataset_options(split)
         train = common["train"]
+        extra = {"text_layout": self.text_layout, "sampling": self.frame_sampling}
+        extra |= {"stored_frames": self.stored_frames, **self._extra_dataset_options()}
         if source.shards is not None:
             rank, world = self._rank_world()
             batch = self.batch_size if train else self.eval_batch_size
-            sharded = ShardedVideoTextDataset(
+            # the shard reader decodes with a VideoTextDataset: the same text / sampling settings
+            return ShardedVideoTextDataset(
                 source.shards, self.tokenizer, batch_size=batch, shuffle_buffer=self.shuffle_buffer,
-                rank=rank, world_size=world, drop_last=train, **common,
+                rank=rank, world_size=world, drop_last=train, sample_options=extra, **common,
             )  # fmt: skip
-            # the shard reader decodes with a VideoTextDataset: give it the same text / sampling settings
-            sharded.samples.text_layout, sharded.samples.sampling = self.text_layout, self.frame_sampling
-            sharded.samples.stored_frames = self.stored_frames
-            sharded.samples.shuffle_options = self._extra_dataset_options().get("shuffle_options", False)
-            return sharded
-        extra = {"text_layout": self.text_layout, "sampling": self.frame_sampling}
-        extra |= {"stored_frames": self.stored_frames, **self._extra_dataset_options()}
         return VideoTextDataset(source.records(), source.video_root, self.tokenizer, **common, **extra)  # type: ignore[arg-type]
 
     def _extra_dataset_options(self) -> dict[str, Any]:

@@ -34,7 +34,7 @@ import io
 import json
 import logging
 import random
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -416,6 +416,8 @@ class ShardedVideoTextDataset(IterableDataset):
         num_clips: Clips per video (multi-clip testing).
         transform: Clip transform as in :class:`~violetv2.data.dataset.VideoTextDataset` (default: train /
             eval transform of ``image_size``).
+        sample_options: Further :class:`~violetv2.data.dataset.VideoTextDataset` arguments of the decoded
+            samples (``text_layout``, ``sampling``, ``stored_frames``, ``shuffle_options``, ``answer_vocab``).
     """
 
     def __init__(
@@ -437,6 +439,7 @@ class ShardedVideoTextDataset(IterableDataset):
         world_size: int | None = None,
         num_clips: int = 1,
         transform: Callable[..., Tensor] | None = None,
+        sample_options: Mapping[str, Any] | None = None,
     ) -> None:
         if batch_size < 1 or shuffle_buffer < 1:
             raise ValueError(
@@ -461,6 +464,7 @@ class ShardedVideoTextDataset(IterableDataset):
             num_clips=num_clips,
             seed=seed,
             transform=transform,
+            **(sample_options or {}),
         )
         self.num_workers = 0
         self.epoch, self.batches = 0, 0
