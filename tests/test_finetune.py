@@ -200,27 +200,29 @@ def run_after_demo(family: str, work: Path, steps: int, *extra: str) -> dict[str
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    ("family", "steps"),
-    [
-        ("multiple_choice", 150),
-        pytest.param(
-            "prompt_choice",
-            300,
-            marks=pytest.mark.skip(
-                reason="not reached: after the quickstart pre-training, 300 steps (lr 1e-3) leave the loss at ln 5 "
-                "and test accuracy 20.4 (chance 20) on the action questions; 1500-2000 steps: 27.2-29.2 (also with "
-                "shuffled options), 4000 steps: 29.2; caption-choice questions in the prompt layout, 1500 steps: 19.6 (train ~50%). "
-                "The VTM head reaches 43.6 on the same action questions in 600 steps. Too thin a margin for the test"
-            ),
-        ),
-    ],
-)
-def test_multiple_choice_beats_chance(pretrained, family, steps):
-    metrics = run_after_demo(family, pretrained, steps)
+def test_multiple_choice_beats_chance(pretrained):
+    metrics = run_after_demo("multiple_choice", pretrained, 150)
     chance = 100.0 / 5
-    print(json.dumps({family: {"acc": metrics["test/acc"], "chance": chance, "steps": steps}}))
+    print(json.dumps({"multiple_choice": {"acc": metrics["test/acc"], "chance": chance, "steps": 150}}))
     assert metrics["test/acc"] > chance + 20.0
+
+
+@pytest.mark.slow
+def test_prompt_choice_beats_chance(pretrained):
+    """Options in the prompt, MLM head: the config's 2000 steps. This formulation learns slowly at the tiny size
+    (binding each option to its digit; README), so its margin is the significance one: above chance by more
+    than two binomial standard deviations of a chance-level model on the test questions (measured ~29 vs 20)."""
+    metrics = run_after_demo("prompt_choice", pretrained, 2000)
+    n = len(
+        list(READERS["tgif_action_csv"](SyntheticPaths.at(pretrained / "data" / "synthetic").action_test))
+    )
+    p = 1 / 5
+    threshold = 100.0 * (p + 2 * (p * (1 - p) / n) ** 0.5)
+    print(
+        json.dumps({"prompt_choice": {"acc": metrics["test/acc"], "chance": 100 * p, "threshold": threshold}})
+    )
+    assert n >= 200  # the margin is only meaningful on enough questions
+    assert metrics["test/acc"] > threshold
 
 
 @pytest.mark.slow
