@@ -33,11 +33,6 @@ def oracle_questions(path: Path) -> list[tuple[str, list[str], int]]:
     return items
 
 
-def warmup_then_linear(steps: int):
-    warm = max(1, steps // 10)
-    return lambda s: s / warm if s < warm else max(0.0, (steps - s) / (steps - warm))
-
-
 class PlainEncoder(nn.Module):
     def __init__(self, vocab: int, layers: int, hidden: int = 64, heads: int = 2, ffn: int = 128) -> None:
         super().__init__()
@@ -77,6 +72,7 @@ def main() -> None:
 
     from violetv2.data.layouts import mc_prompt
     from violetv2.data.synthetic import SyntheticPaths
+    from violetv2.tasks.base import warmup_linear_decay
 
     torch.set_num_threads(1)
     paths = SyntheticPaths.at(args.root)
@@ -104,7 +100,9 @@ def main() -> None:
         rng = np.random.default_rng(0)
         model = PlainEncoder(len(tok), args.layers)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_then_linear(steps))
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, warmup_linear_decay(steps, 0.1)
+        )  # the task modules' schedule
         curve, order = [], []
         for step in range(1, steps + 1):
             if len(order) < 16:
