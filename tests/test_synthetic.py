@@ -23,7 +23,7 @@ from violetv2.data.synthetic_render import (
     render_clip,
     sample_clip,
 )
-from violetv2.data.synthetic_text import ANSWER_WORDS, base_phrase
+from violetv2.data.synthetic_text import ANSWER_WORDS, _false_mirrors, base_phrase, mc_action
 
 PARAMS = {"num_train": 12, "num_test": 4, "size": 48, "seconds": 1.0, "fps": 8, "seed": 0}
 FRAMES = 8
@@ -256,6 +256,26 @@ def test_transition_answers_follow_the_event_order(bench: SyntheticPaths) -> Non
         target, other = (first, last) if row[1].endswith("first ?") else (last, first)
         assert row[2 + int(row[7])] == base_phrase(target)
         assert base_phrase(other) in row[2:7], "the other true event is a distractor: order is needed"
+
+
+def test_action_distractors_are_random_false_actions(bench: SyntheticPaths) -> None:
+    """TGIF-QA Action's distractors are other actions drawn at random; ours too (not the confusable mirrors)."""
+    clips = {c["video"]: c for c in json.loads(bench.clips.read_text())}
+    for row in read_tsv(bench.action_train)[1][1:]:
+        true = {base_phrase(Action(**a)) for a in clips[f"{row[0]}.mp4"]["actions"]}
+        assert row[2 + int(row[7])] in true and not true & (set(row[2:7]) - {row[2 + int(row[7])]})
+    rng, with_all_mirrors, questions = np.random.default_rng(0), 0, 0
+    for _ in range(400):
+        spec = sample_clip(rng)
+        _, options, label = mc_action(spec, rng)
+        mirrors = [
+            m for a in spec.actions if base_phrase(a) == options[label] for m in _false_mirrors(a, spec)
+        ]
+        if mirrors:
+            questions += 1
+            with_all_mirrors += set(mirrors) <= set(options)
+    # mirrored distractors would put every mirror in every question; random ones rarely do
+    assert questions > 200 and with_all_mirrors / questions < 0.5
 
 
 def test_appear_and_disappear_render_as_absent_frames() -> None:

@@ -14,8 +14,8 @@ the on-disk layout of the real benchmark it stands in for, so the same readers p
                                               page_dir folders: read with ``video_layout="flat"``)
       umt/ret_{train,test}.json               retrieval + captioning, UMT msrvtt_ret_train9k/test1k layout
       msrvtt_mc/MSR_MC_{train,test}.csv       5-way caption choice (one true caption), JSFusion MSR_MC layout (TSV)
-      tgif_qa/{Train,Test}_action_question.csv       5-way MC (motion), TGIF-QA layout (TSV, CRLF)
-      tgif_qa/{Train,Test}_transition_question.csv   5-way MC (order), TGIF-QA layout
+      tgif_qa/{Train,Test}_action_question.csv       5-way MC (random distractors), TGIF-QA layout (TSV, CRLF)
+      tgif_qa/{Train,Test}_transition_question.csv   5-way MC (order; confusable distractors), TGIF-QA layout
       tgif_qa/{Train,Test}_frameqa_question.csv      open QA, TGIF-QA FrameQA layout
       msvd_qa/{train,test}_qa.json + youtube_mapping.txt   open QA, MSVD-QA (xudejing) layout
       fib/LSMDC16_FIB_{train,test}.csv        fill-in-the-blank, JSFusion LSMDC16_FIB DataFrame layout (TSV)
@@ -49,7 +49,8 @@ from violetv2.data.synthetic_render import ClipSpec, render_to_files, sample_cli
 
 __all__ = ["SyntheticPaths", "generate", "build_tokenizer", "wordpiece_vocab", "main", "FORMAT_VERSION"]
 
-FORMAT_VERSION = 3  # 3: videos encoded without x264 mbtree (reproducible); older benchmarks regenerate
+FORMAT_VERSION = 4  # 3: videos encoded without x264 mbtree (reproducible); 4: TGIF-Action distractors random;
+# older benchmarks regenerate
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 TGIF_MC_HEADER = ["gif_name", "question", "a1", "a2", "a3", "a4", "a5", "answer", "vid_id", "key"]
 TGIF_FRAMEQA_HEADER = ["gif_name", "question", "answer", "type", "vid_id", "key", "description"]

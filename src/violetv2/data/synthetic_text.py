@@ -143,9 +143,13 @@ def _false_mirrors(action: Action, spec: ClipSpec) -> list[str]:
 
 
 def mc_action(spec: ClipSpec, rng: np.random.Generator) -> tuple[str, list[str], int]:
-    """TGIF-Action-style 5-way question (``motion``): what the shape does, against mirrored distractors."""
+    """TGIF-Action-style 5-way question: what the shape does, against four random actions it does not do.
+
+    As in the TGIF-QA Action files, whose distractors are other actions drawn at random, not ones chosen to be
+    confusable; a distractor can still be a mirror (``move right`` for ``move left``), so some questions need
+    the motion. TGIF-Transition (:func:`mc_transition`) keeps the confusable distractors."""
     action = spec.actions[int(rng.integers(2))]
-    options, label = _options(base_phrase(action), _false_mirrors(action, spec), spec, rng)
+    options, label = _options(base_phrase(action), [], spec, rng)
     return f"What does the {spec.shape} do ?", options, label
 
 
