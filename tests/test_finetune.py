@@ -209,20 +209,17 @@ def test_multiple_choice_beats_chance(pretrained):
 
 @pytest.mark.slow
 def test_prompt_choice_beats_chance(pretrained):
-    """Options in the prompt, MLM head: the config's 2000 steps. This formulation learns slowly at the tiny size
-    (binding each option to its digit; README), so its margin is the significance one: above chance by more
-    than two binomial standard deviations of a chance-level model on the test questions (measured 27.2 vs 20)."""
+    """Options in the prompt, MLM head: the config's 2000 steps. This formulation learns more slowly at the tiny
+    size (binding each option to its digit; README) than the VTM head, hence a lower bar: chance + 10 (measured
+    37.6 vs 20), about four binomial standard deviations of a chance-level model on the 250 test questions."""
     metrics = run_after_demo("prompt_choice", pretrained, 2000)
     n = len(
         list(READERS["tgif_action_csv"](SyntheticPaths.at(pretrained / "data" / "synthetic").action_test))
     )
-    p = 1 / 5
-    threshold = 100.0 * (p + 2 * (p * (1 - p) / n) ** 0.5)
-    print(
-        json.dumps({"prompt_choice": {"acc": metrics["test/acc"], "chance": 100 * p, "threshold": threshold}})
-    )
+    chance = 100.0 / 5
+    print(json.dumps({"prompt_choice": {"acc": metrics["test/acc"], "chance": chance, "questions": n}}))
     assert n >= 200  # the margin is only meaningful on enough questions
-    assert metrics["test/acc"] > threshold
+    assert metrics["test/acc"] > chance + 10.0
 
 
 @pytest.mark.slow
